@@ -1,0 +1,1 @@
+//! coroner-analyze (see Cargo.toml description).

@@ -1,0 +1,1 @@
+//! coroner-dump (see Cargo.toml description).

@@ -1,0 +1,1 @@
+//! coroner-symbols (see Cargo.toml description).
