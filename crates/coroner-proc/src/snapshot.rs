@@ -16,6 +16,9 @@ pub struct LinuxFiles {
     pub limits: Option<Vec<u8>>,
     pub cpuinfo: Option<Vec<u8>>,
     pub os_release: Option<Vec<u8>>,
+    /// Raw `/proc/PID/smaps`: dump planning uses `Rss` to skip reserved but
+    /// untouched areas and `VmFlags` `io` to skip device mappings.
+    pub smaps: Option<Vec<u8>>,
 }
 
 /// One thread at the moment the process was stopped.
