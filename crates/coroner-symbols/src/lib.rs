@@ -1,1 +1,40 @@
-//! coroner-symbols (see Cargo.toml description).
+//! Symbols and CFI unwinding for the minidump processor, from local files.
+//!
+//! Owns: finding the file for a module (its code file, copies in extra
+//! binary dirs, separate debug files by build id or `.gnu_debuglink`),
+//! verifying it against the dump's build id, symbolizing addresses
+//! (addr2line: demangled names, lines, inlined frames; ELF symbol table when
+//! there is no DWARF) and CFI unwinding (framehop over `.eh_frame` /
+//! `.debug_frame`) for [`CoronerSymbolProvider`], a
+//! `minidump_unwind::SymbolProvider`.
+//!
+//! Must not: use a file whose build id differs from the dump's (it records
+//! a [`Refusal`] instead), touch the network, or panic on a malformed file.
+//! Every file is read with `std::fs::read`; no `unsafe` mapping.
+
+pub mod elf;
+pub mod locate;
+pub mod provider;
+
+pub use locate::{Refusal, SymbolOptions};
+pub use provider::{CoronerSymbolProvider, InlineCall, ModuleSymbols, SymbolStatus, Symbolized};
+
+use std::path::PathBuf;
+
+/// Failures reading a candidate file. They are recorded per module
+/// ([`ModuleSymbols::errors`]); symbolization carries on without the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SymbolError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a usable ELF file: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: object::Error,
+    },
+}
