@@ -2,4 +2,71 @@
 //! process_vm_readv, tgkill, and friends. Thin, typed wrappers; every
 //! `unsafe` block carries a `// SAFETY:` line naming the invariant.
 //!
+//! Every wrapper returns `io::Result`, whose error is the kernel's `errno`
+//! (`io::Error::raw_os_error`), so callers can tell `ESRCH` (thread gone)
+//! from `EPERM` (not allowed) from `EFAULT` (unmapped address).
+//!
 //! Must not: hold policy (what to attach, when to detach) or parse `/proc`.
+
+pub mod mem;
+pub mod ptrace;
+pub mod signal;
+pub mod wait;
+
+pub use mem::{pread, process_vm_readv};
+pub use signal::{kill, pidfd_open, pidfd_send_signal, tgkill};
+pub use wait::{try_wait_tid, wait_any, wait_tid, WaitStatus};
+
+use coroner_types::{Pid, Tid};
+use std::io;
+
+/// The calling thread's kernel task id.
+pub fn gettid() -> Tid {
+    // SAFETY: gettid(2) takes no arguments, touches no memory and cannot fail.
+    Tid(unsafe { libc::gettid() })
+}
+
+/// The calling process's id (thread-group id).
+pub fn getpid() -> Pid {
+    // SAFETY: getpid(2) takes no arguments, touches no memory and cannot fail.
+    Pid(unsafe { libc::getpid() })
+}
+
+/// `USER_HZ`, the unit of the tick counts in `/proc/PID/stat`.
+///
+/// Falls back to 100 (the value on every Linux architecture we support)
+/// should `sysconf` report it as unknown.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf reads a process-wide constant; it takes no pointers.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
+/// Turn a `-1`-on-error return value into `io::Result`, reading `errno`.
+pub(crate) fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_self() {
+        let pid = getpid();
+        assert_eq!(pid.0 as u32, std::process::id());
+        // A test runs on a thread other than the main one, so its tid
+        // differs from the pid but names a task of this process.
+        let tid = gettid();
+        assert!(std::path::Path::new(&format!("/proc/self/task/{}", tid.0)).exists());
+        assert!(clock_ticks_per_second() >= 1);
+    }
+}
