@@ -15,7 +15,7 @@ pub mod wait;
 
 pub use mem::{pread, process_vm_readv};
 pub use signal::{kill, pidfd_open, pidfd_send_signal, tgkill};
-pub use wait::{try_wait_tid, wait_any, wait_tid, WaitStatus};
+pub use wait::{try_wait_tid, wait_any, wait_tid, waitpid, WaitStatus};
 
 use coroner_types::{Pid, Tid};
 use std::io;

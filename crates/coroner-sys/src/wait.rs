@@ -121,6 +121,14 @@ pub fn try_wait_tid(tid: Tid) -> io::Result<Option<WaitStatus>> {
     Ok(waitpid_raw(tid.0, libc::__WALL | libc::WNOHANG)?.map(|(_, st)| st))
 }
 
+/// `waitpid(tid, __WALL | extra_flags)`: `extra_flags` may hold `WNOHANG`
+/// (then `Ok(None)` means nothing to report), `WUNTRACED` and `WCONTINUED`
+/// (to hear of job-control stops and continues of a child that is not
+/// traced).
+pub fn waitpid(tid: Tid, extra_flags: i32) -> io::Result<Option<WaitStatus>> {
+    Ok(waitpid_raw(tid.0, libc::__WALL | extra_flags)?.map(|(_, st)| st))
+}
+
 /// `waitpid(-1, __WALL | extra_flags)`: the next report from any child or
 /// tracee of the calling thread group. `extra_flags` may hold `WNOHANG`,
 /// `WCONTINUED`, `WUNTRACED`, `__WNOTHREAD`.
