@@ -289,6 +289,26 @@ pub fn plan_regions(
         .collect()
 }
 
+/// The stack range a dump keeps for each stack pointer in `sps` (the same
+/// ranges [`plan_regions`] includes), `None` where SP is not in a dumpable
+/// mapping.
+pub fn stack_ranges(snap: &ProcessSnapshot, sps: &[u64]) -> Vec<Option<Region>> {
+    let smaps = snap
+        .files
+        .smaps
+        .as_deref()
+        .map(parse_smaps)
+        .unwrap_or_default();
+    sps.iter()
+        .map(|&sp| {
+            stack_piece(snap, &smaps, sp).map(|p| Region {
+                start: p.start,
+                len: p.end - p.start,
+            })
+        })
+        .collect()
+}
+
 /// Total bytes of a plan.
 pub fn total_bytes(regions: &[Region]) -> u64 {
     regions.iter().map(|r| r.len).sum()
