@@ -127,7 +127,7 @@ fn page_down(a: u64) -> u64 {
 
 fn page_up(a: u64) -> u64 {
     a.checked_add(PAGE_SIZE - 1)
-        .map_or(u64::MAX & !(PAGE_SIZE - 1), page_down)
+        .map_or(!(PAGE_SIZE - 1), page_down)
 }
 
 /// Sort and merge half-open `[start, end)` ranges.
@@ -145,19 +145,139 @@ fn merge_ranges(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 }
 
 /// Bytes at the start of a mapping that every level keeps, as the kernel
-/// does whatever the `coredump_filter`: the whole `[vdso]` (its
-/// `always_dump_vma` rule; gdb unwinds signal frames through it), and the
-/// first page of a file mapped from offset 0 that starts with an ELF header
-/// (`coredump_filter` bit 4, so build-id notes are in the core).
-pub fn always_kept(m: &Mapping, mem: &dyn MemorySource) -> Option<u64> {
-    if m.name == b"[vdso]" && m.perms.read {
+/// does whatever the `coredump_filter`: the whole vDSO (its
+/// `always_dump_vma` rule; gdb reads the vDSO image from the core to unwind
+/// signal frames), and the first page of a file mapped from offset 0 that
+/// starts with an ELF header (`coredump_filter` bit 4, so build-id notes are
+/// in the core). `vdso` is the address of the vDSO (`AT_SYSINFO_EHDR`).
+pub fn always_kept(m: &Mapping, vdso: Option<u64>, mem: &dyn MemorySource) -> Option<u64> {
+    if !m.perms.read {
+        return None;
+    }
+    if m.name == b"[vdso]" || vdso.is_some_and(|a| m.contains(a)) {
         return Some(m.len());
     }
-    if !m.is_file() || m.offset != 0 || !m.perms.read {
+    if !m.is_file() || m.offset != 0 {
         return None;
     }
     let mut magic = [0u8; 4];
     (matches!(mem.read(m.start, &mut magic), Ok(4)) && magic == *b"\x7fELF").then_some(PAGE_SIZE)
+}
+
+/// `AT_PHDR`, `AT_PHENT`, `AT_PHNUM`, `AT_SYSINFO_EHDR`.
+const AT_PHDR: u64 = 3;
+const AT_PHENT: u64 = 4;
+const AT_PHNUM: u64 = 5;
+const AT_SYSINFO_EHDR: u64 = 33;
+/// `PT_DYNAMIC`, `PT_PHDR`, `DT_DEBUG`.
+const PT_DYNAMIC: u32 = 2;
+const PT_PHDR: u32 = 6;
+const DT_DEBUG: u64 = 21;
+/// Bounds on what the link-map walk reads (the target is hostile).
+const MAX_PHNUM: u64 = 256;
+const MAX_DYN_BYTES: u64 = 64 << 10;
+const MAX_LINK_MAPS: usize = 4096;
+const MAX_NAME_BYTES: usize = 4096;
+/// `sizeof(struct r_debug_extended)` (glibc 2.35+; older is 40 bytes).
+const R_DEBUG_BYTES: u64 = 48;
+/// `l_addr`, `l_name`, `l_ld`, `l_next`, `l_prev`: the public part of
+/// `struct link_map`.
+const LINK_MAP_BYTES: u64 = 40;
+
+fn read_u64(mem: &dyn MemorySource, addr: u64) -> Option<u64> {
+    let mut b = [0u8; 8];
+    mem.read_exact(addr, &mut b).ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// The memory gdb needs to find the shared libraries of a process: the
+/// executable's program headers and dynamic section, `r_debug` (found
+/// through `DT_DEBUG`), every `link_map` entry and its name. A minidump
+/// carries this as its module list; an ELF core carries it as memory, so a
+/// mini core must hold these bytes or gdb sees no libraries.
+///
+/// Best effort: a broken or hostile chain ends the walk (bounded by
+/// [`MAX_LINK_MAPS`] and cycle detection); what was found so far is kept.
+pub fn link_map_regions(snap: &ProcessSnapshot, mem: &dyn MemorySource) -> Vec<Region> {
+    let mut out = Vec::new();
+    let (Some(phdr), Some(phnum)) = (snap.auxv_value(AT_PHDR), snap.auxv_value(AT_PHNUM)) else {
+        return out;
+    };
+    let phent = snap.auxv_value(AT_PHENT).unwrap_or(PHDR_SIZE);
+    if phent < PHDR_SIZE || phnum == 0 || phnum > MAX_PHNUM {
+        return out;
+    }
+    let mut table = vec![0u8; (phent * phnum) as usize];
+    if mem.read_exact(phdr, &mut table).is_err() {
+        return out;
+    }
+    out.push(Region {
+        start: phdr,
+        len: table.len() as u64,
+    });
+    let field = |e: &[u8], o: usize| u64::from_le_bytes(e[o..o + 8].try_into().unwrap_or([0; 8]));
+    let entries: Vec<&[u8]> = table.chunks_exact(phent as usize).collect();
+    let ptype = |e: &[u8]| u32::from_le_bytes(e[0..4].try_into().unwrap_or([0; 4]));
+    // Load bias: where PT_PHDR says the table is versus where it is.
+    let bias = entries
+        .iter()
+        .find(|e| ptype(e) == PT_PHDR)
+        .map_or(0, |e| phdr.wrapping_sub(field(e, 16)));
+    let Some(dynamic) = entries.iter().find(|e| ptype(e) == PT_DYNAMIC) else {
+        return out;
+    };
+    let dyn_addr = bias.wrapping_add(field(dynamic, 16));
+    let dyn_len = field(dynamic, 40).min(MAX_DYN_BYTES) & !15;
+    let mut dyn_bytes = vec![0u8; dyn_len as usize];
+    let n = mem.read(dyn_addr, &mut dyn_bytes).unwrap_or(0);
+    if n == 0 {
+        return out;
+    }
+    out.push(Region {
+        start: dyn_addr,
+        len: n as u64,
+    });
+    let r_debug = dyn_bytes[..n]
+        .chunks_exact(16)
+        .find(|d| field(d, 0) == DT_DEBUG)
+        .map(|d| field(d, 8))
+        .filter(|&a| a != 0);
+    let Some(r_debug) = r_debug else {
+        return out;
+    };
+    out.push(Region {
+        start: r_debug,
+        len: R_DEBUG_BYTES,
+    });
+    let mut next = read_u64(mem, r_debug + 8).unwrap_or(0);
+    let mut seen = std::collections::HashSet::new();
+    while next != 0 && seen.len() < MAX_LINK_MAPS && seen.insert(next) {
+        let mut lm = [0u8; LINK_MAP_BYTES as usize];
+        if mem.read_exact(next, &mut lm).is_err() {
+            break;
+        }
+        out.push(Region {
+            start: next,
+            len: LINK_MAP_BYTES,
+        });
+        let name = field(&lm, 8);
+        if name != 0 {
+            let mut buf = vec![0u8; MAX_NAME_BYTES];
+            let got = mem.read(name, &mut buf).unwrap_or(0);
+            let len = buf[..got]
+                .iter()
+                .position(|&c| c == 0)
+                .map_or(got, |i| i + 1);
+            if len > 0 {
+                out.push(Region {
+                    start: name,
+                    len: len as u64,
+                });
+            }
+        }
+        next = field(&lm, 24);
+    }
+    out
 }
 
 /// The program headers of the memory: per dumped mapping, segments that
@@ -245,7 +365,7 @@ pub fn push_note(buf: &mut Vec<u8>, name: &str, ntype: u32, desc: &[u8]) {
 }
 
 fn pad4(buf: &mut Vec<u8>) {
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }
@@ -596,7 +716,8 @@ fn phdr_bytes(
 ///
 /// The memory written is what `plan_regions` gives for `opts.level`, rounded
 /// to whole pages per mapping, plus what the kernel always keeps (the
-/// `[vdso]`, the first page of every mapped ELF file; see [`always_kept`]). It is streamed with `copy_regions`: bytes that cannot be read
+/// vDSO, the first page of every mapped ELF file; see [`always_kept`]) and
+/// what gdb needs to find the shared libraries ([`link_map_regions`]). It is streamed with `copy_regions`: bytes that cannot be read
 /// are written as zeros and reported in the stats' soft errors.
 pub fn write_elf_core(
     out: &mut File,
@@ -608,8 +729,10 @@ pub fn write_elf_core(
     let mut soft_errors = snap.soft_errors.clone();
     let crash = opts.crash.as_ref();
 
-    let wanted = plan_regions(snap, opts.level, crash);
-    let segments = layout_segments(&snap.mappings, &wanted, |m| always_kept(m, mem));
+    let mut wanted = plan_regions(snap, opts.level, crash);
+    wanted.extend(link_map_regions(snap, mem));
+    let vdso = snap.auxv_value(AT_SYSINFO_EHDR);
+    let segments = layout_segments(&snap.mappings, &wanted, |m| always_kept(m, vdso, mem));
     let (notes, thread_count) = build_notes(snap, crash, opts.comment.as_deref(), &mut soft_errors);
 
     let phnum = segments.len() as u64 + 1;

@@ -488,3 +488,230 @@ fn empty_snapshot_still_makes_a_valid_core() {
     assert_eq!(core.notes_of(NT_PRPSINFO).len(), 1);
     assert_eq!(core.notes_of(NT_FILE)[0].desc.len(), 16);
 }
+
+#[test]
+fn core_reader_reads_back_threads_crash_and_memory() {
+    use coroner_dump::corefile::CoreFile;
+    let (snap, mem, crash) = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("core");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let opts = options(DumpLevel::Mini, Some(crash.clone()));
+    write_elf_core(&mut file, &snap, &mem, &opts, &NoProgress).unwrap();
+    drop(file);
+
+    let core = CoreFile::open(&path).unwrap();
+    let back = core.snapshot();
+    assert_eq!(back.pid, snap.pid);
+    assert_eq!(back.ppid, snap.ppid);
+    assert_eq!(back.comm, snap.comm);
+    let tids: Vec<Tid> = back.threads.iter().map(|t| t.tid).collect();
+    assert_eq!(tids, [Tid(4243), Tid(4242)]);
+    assert_eq!(back.threads[0].regs.as_ref(), Some(&crash.regs));
+    assert_eq!(back.threads[1].regs, snap.threads[0].regs);
+    assert_eq!(back.auxv, snap.auxv);
+    assert_eq!(core.crash_context(), Some(crash.clone()));
+
+    // Memory the mini core holds reads back; memory it left out does not.
+    let sp = crash.regs.sp();
+    let mut got = [0u8; 64];
+    let mut want = [0u8; 64];
+    core.read_exact(sp, &mut got).unwrap();
+    mem.read_exact(sp, &mut want).unwrap();
+    assert_eq!(got, want);
+    core.read_exact(LIB, &mut got).unwrap();
+    assert_eq!(&got[..4], b"\x7fELF");
+    let mut one = [0u8; 1];
+    assert!(
+        !matches!(core.read(ANON + 0x100, &mut one), Ok(1)),
+        "anonymous memory is not in a mini core"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The dynamic linker's structures, laid out by hand: what a mini core must
+// keep so gdb finds the shared libraries.
+
+#[test]
+fn link_map_walk_keeps_dynamic_r_debug_and_names_and_survives_cycles() {
+    use coroner_dump::elfcore::link_map_regions;
+    const EXE: u64 = 0x5555_0000_0000;
+    const DATA: u64 = 0x5555_0010_0000;
+    let mut exe = vec![0u8; 0x1000];
+    // Program headers at EXE + 0x40: PT_PHDR (link-time 0x40), PT_DYNAMIC
+    // (link-time 0x100000, 2 entries).
+    let ph = |t: u32, vaddr: u64, memsz: u64| {
+        let mut e = vec![0u8; 56];
+        e[0..4].copy_from_slice(&t.to_le_bytes());
+        e[16..24].copy_from_slice(&vaddr.to_le_bytes());
+        e[40..48].copy_from_slice(&memsz.to_le_bytes());
+        e
+    };
+    exe[0x40..0x40 + 56].copy_from_slice(&ph(6, 0x40, 112));
+    exe[0x40 + 56..0x40 + 112].copy_from_slice(&ph(2, 0x100000, 32));
+    let mut data = vec![0u8; 0x3000];
+    let put = |d: &mut Vec<u8>, at: u64, v: u64| {
+        let o = (at - DATA) as usize;
+        d[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    };
+    // _DYNAMIC: DT_DEBUG -> r_debug at DATA + 0x800.
+    put(&mut data, DATA, 21);
+    put(&mut data, DATA + 8, DATA + 0x800);
+    // r_debug.r_map -> link_map at DATA + 0x2000; that one -> DATA + 0x2100,
+    // whose l_next points back (a cycle).
+    put(&mut data, DATA + 0x808, DATA + 0x2000);
+    put(&mut data, DATA + 0x2008, DATA + 0x2800); // l_name
+    put(&mut data, DATA + 0x2018, DATA + 0x2100); // l_next
+    put(&mut data, DATA + 0x2118, DATA + 0x2000); // l_next: cycle
+    data[0x2800..0x2800 + 11].copy_from_slice(b"/lib/x.so\0\0");
+    let mem = VecMemory(vec![(EXE, exe), (DATA, data)]);
+    let snap = ProcessSnapshot {
+        auxv: [3u64, EXE + 0x40, 4, 56, 5, 2, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect(),
+        ..ProcessSnapshot::default()
+    };
+    let regions: Vec<(u64, u64)> = link_map_regions(&snap, &mem)
+        .iter()
+        .map(|r| (r.start, r.len))
+        .collect();
+    assert_eq!(
+        regions,
+        [
+            (EXE + 0x40, 112),
+            (DATA, 32),
+            (DATA + 0x800, 48),
+            (DATA + 0x2000, 40),
+            (DATA + 0x2800, 10),
+            (DATA + 0x2100, 40),
+        ]
+    );
+    // No auxv: nothing, no panic.
+    assert!(link_map_regions(&ProcessSnapshot::default(), &mem).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Interop: gdb opens a core of a live process.
+
+fn gdb_available() -> bool {
+    let found = std::process::Command::new("gdb")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CORONER_REQUIRE_INTEROP").is_none_or(|v| v != "1"),
+            "CORONER_REQUIRE_INTEROP=1 but gdb is not on PATH: install gdb to run the ELF core interop test"
+        );
+        eprintln!("skipping the gdb interop test: gdb is not on PATH (set CORONER_REQUIRE_INTEROP=1 to make this fail)");
+    }
+    found
+}
+
+fn gdb(exe: &std::path::Path, core: &std::path::Path, marker: u64) -> String {
+    let out = std::process::Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "info threads", "-ex", "bt"])
+        .args(["-ex", &format!("x/gx {marker:#x}")])
+        .arg(exe)
+        .arg(core)
+        .output()
+        .expect("run gdb");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "gdb failed:\n{text}");
+    text
+}
+
+#[test]
+fn gdb_reads_cores_of_a_live_process() {
+    use coroner_proc::Attached;
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if !gdb_available() {
+        return;
+    }
+    let exe = coroner_crashers::crasher_path().expect("crasher binary");
+    let mut child = Command::new(&exe)
+        .args(["live", "8", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start crasher");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready = coroner_crashers::parse_ready_line(&line)
+        .unwrap_or_else(|| panic!("not a ready line: {line:?}"));
+    let marker = ready.marker.expect("live prints its marker address");
+    let threads = ready.threads.expect("live prints its thread count");
+
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.core");
+    let mini = dir.path().join("mini.core");
+    {
+        let att = Attached::seize(Pid(ready.pid as i32), std::time::Duration::from_secs(20))
+            .expect("seize the crasher");
+        let snap = att.snapshot().expect("snapshot");
+        for (path, level) in [(&full, DumpLevel::Full), (&mini, DumpLevel::Mini)] {
+            let mut f = std::fs::File::create(path).unwrap();
+            let stats = write_elf_core(
+                &mut f,
+                &snap,
+                att.memory(),
+                &options(level, None),
+                &NoProgress,
+            )
+            .unwrap();
+            assert_eq!(stats.threads, threads + 1);
+        }
+        // Dropping `att` detaches; the crasher then runs on.
+    }
+    drop(child.stdin.take());
+    assert!(
+        child.wait().unwrap().success(),
+        "the crasher survives the dump"
+    );
+
+    let text = gdb(&exe, &full, marker);
+    let lwps = text
+        .lines()
+        .filter(|l| l.contains("LWP ") && !l.starts_with('['))
+        .count();
+    assert!(lwps > threads, "gdb lists {} threads:\n{text}", threads + 1);
+    assert!(text.contains(&format!("LWP {}", ready.pid)), "{text}");
+    // The main thread may still be returning from printing `ready`, so
+    // look for the crasher's `live` module rather than one function.
+    assert!(
+        text.contains("in crasher::live::"),
+        "backtrace with function names:\n{text}"
+    );
+    assert!(
+        text.contains("0x434f524f4e45524d"),
+        "the marker is in a full core:\n{text}"
+    );
+    assert!(
+        !text.contains("Program terminated with signal"),
+        "no signal without a crash:\n{text}"
+    );
+
+    // A mini core has no heap, but gdb still finds every thread and the
+    // libraries (link map kept), so the backtrace has names.
+    let text = gdb(&exe, &mini, marker);
+    assert!(
+        text.contains("in crasher::live::"),
+        "mini backtrace with function names:\n{text}"
+    );
+    assert!(
+        text.contains("__GI___libc_") || text.contains("syscall ()"),
+        "libc frames are named (the link map is in the core):\n{text}"
+    );
+    assert!(!text.contains("in ?? ()\n#1  0x0000000000000000"), "{text}");
+    assert!(std::fs::metadata(&mini).unwrap().len() < std::fs::metadata(&full).unwrap().len());
+}
