@@ -600,7 +600,7 @@ pub(crate) fn write(
             },
         )?;
         if let Some(s) = stack {
-            stack_patches.push((off + 16, s));
+            stack_patches.push((off + 24, s));
         }
     }
     let loc = b.since("thread list", tl_start)?;
