@@ -611,10 +611,11 @@ fn gdb_available() -> bool {
     found
 }
 
-fn gdb(exe: &std::path::Path, core: &std::path::Path, marker: u64) -> String {
+fn gdb(exe: &std::path::Path, core: &std::path::Path, marker: u64, extra: &[&str]) -> String {
     let out = std::process::Command::new("gdb")
         .args(["-batch", "-nx", "-ex", "info threads", "-ex", "bt"])
         .args(["-ex", &format!("x/gx {marker:#x}")])
+        .args(extra.iter().flat_map(|e| ["-ex", e]))
         .arg(exe)
         .arg(core)
         .output()
@@ -655,6 +656,7 @@ fn gdb_reads_cores_of_a_live_process() {
     let dir = tempfile::tempdir().unwrap();
     let full = dir.path().join("full.core");
     let mini = dir.path().join("mini.core");
+    let crashed = dir.path().join("crashed.core");
     {
         let att = Attached::seize(Pid(ready.pid as i32), std::time::Duration::from_secs(20))
             .expect("seize the crasher");
@@ -671,6 +673,23 @@ fn gdb_reads_cores_of_a_live_process() {
             .unwrap();
             assert_eq!(stats.threads, threads + 1);
         }
+        // A crash context for a worker thread: it goes first, with the
+        // signal, and gdb reports it as the terminating signal.
+        let worker = &snap.threads[1];
+        let crash = CrashContext {
+            tid: worker.tid,
+            siginfo: SigInfo::new_fault(11, 1, 0x10),
+            regs: worker.regs.clone().expect("worker registers"),
+        };
+        let mut f = std::fs::File::create(&crashed).unwrap();
+        write_elf_core(
+            &mut f,
+            &snap,
+            att.memory(),
+            &options(DumpLevel::Mini, Some(crash)),
+            &NoProgress,
+        )
+        .unwrap();
         // Dropping `att` detaches; the crasher then runs on.
     }
     drop(child.stdin.take());
@@ -679,7 +698,7 @@ fn gdb_reads_cores_of_a_live_process() {
         "the crasher survives the dump"
     );
 
-    let text = gdb(&exe, &full, marker);
+    let text = gdb(&exe, &full, marker, &[]);
     let lwps = text
         .lines()
         .filter(|l| l.contains("LWP ") && !l.starts_with('['))
@@ -703,7 +722,7 @@ fn gdb_reads_cores_of_a_live_process() {
 
     // A mini core has no heap, but gdb still finds every thread and the
     // libraries (link map kept), so the backtrace has names.
-    let text = gdb(&exe, &mini, marker);
+    let text = gdb(&exe, &mini, marker, &[]);
     assert!(
         text.contains("in crasher::live::"),
         "mini backtrace with function names:\n{text}"
@@ -714,4 +733,19 @@ fn gdb_reads_cores_of_a_live_process() {
     );
     assert!(!text.contains("in ?? ()\n#1  0x0000000000000000"), "{text}");
     assert!(std::fs::metadata(&mini).unwrap().len() < std::fs::metadata(&full).unwrap().len());
+
+    let text = gdb(&exe, &crashed, marker, &["p $_siginfo.si_signo"]);
+    assert!(
+        text.contains("Program terminated with signal SIGSEGV"),
+        "pr_cursig of the first thread:\n{text}"
+    );
+    assert!(text.contains("= 11"), "$_siginfo from NT_SIGINFO:\n{text}");
+    let current = text
+        .lines()
+        .find(|l| l.starts_with("* "))
+        .unwrap_or_else(|| panic!("no current thread:\n{text}"));
+    assert!(
+        !current.contains(&format!("LWP {})", ready.pid)),
+        "the crashing worker, not the leader, is current:\n{text}"
+    );
 }
