@@ -1,1 +1,66 @@
-fn main() {}
+//! The `coroner` binary: parses arguments, wires the libraries, prints.
+//! All behaviour lives in the library crates (STYLE 2).
+//!
+//! Exit codes: 0 success; 1 the operation failed (message on stderr);
+//! 2 usage error. `dump -e` exits with the watched program's status.
+
+mod cmd;
+mod dump_args;
+mod naming;
+mod progress;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+coroner: postmortem and just-in-time debugging for Linux
+
+Usage: coroner <COMMAND> [ARGS...]
+
+Commands:
+  dump      write a minidump or ELF core of a live process (ProcDump)
+  analyze   read a minidump or ELF core and print what happened
+  help      this text
+
+Run `coroner <COMMAND> --help` for the options of one command.
+";
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args.is_empty() {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let command = args.remove(0);
+    let result = match command.to_str() {
+        Some("dump") => cmd::dump::run(&args),
+        Some("analyze") => cmd::analyze::run(&args),
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some("--version" | "-V") => {
+            println!("coroner {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("coroner: unknown command {command:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<dump_args::UsageError>() {
+                eprintln!("coroner: {u}");
+                return ExitCode::from(2);
+            }
+            if let Some(u) = e.downcast_ref::<cmd::analyze::AnalyzeUsage>() {
+                eprintln!("coroner: {u}");
+                return ExitCode::from(2);
+            }
+            eprintln!("coroner: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

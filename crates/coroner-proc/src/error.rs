@@ -85,6 +85,12 @@ pub enum ProcError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot start {command:?}")]
+    Launch {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("reading {}", path.display())]
     Read {
         path: PathBuf,
@@ -103,8 +109,10 @@ impl ProcError {
     /// A read error on `path` of process `pid`: "no such process" when the
     /// process itself is gone, a plain read error otherwise.
     pub(crate) fn read(pid: Pid, path: PathBuf, source: io::Error) -> ProcError {
-        let gone = matches!(source.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH))
-            && !std::path::Path::new(&format!("/proc/{}", pid.0)).exists();
+        let gone = matches!(
+            source.raw_os_error(),
+            Some(libc::ENOENT) | Some(libc::ESRCH)
+        ) && !std::path::Path::new(&format!("/proc/{}", pid.0)).exists();
         if gone {
             ProcError::NoSuchProcess { pid, source }
         } else {

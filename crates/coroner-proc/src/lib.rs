@@ -13,6 +13,7 @@ pub mod error;
 pub mod memory;
 pub mod procfs;
 pub mod snapshot;
+pub mod watch;
 
 pub use attach::Attached;
 pub use error::{ParseError, ProcError};

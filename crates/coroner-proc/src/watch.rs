@@ -126,13 +126,13 @@ impl Watch {
         let mut cmd = Command::new(program);
         cmd.args(args);
         // SAFETY: the closure runs in the forked child before exec and only
-        // calls raise(2), which is async-signal-safe; it touches no memory
+        // calls ptrace(2), which is async-signal-safe; it touches no memory
         // shared with the parent's other threads.
         unsafe {
             cmd.pre_exec(|| {
-                // Stop before exec so the parent can seize us; SIGCONT from
-                // the parent resumes us into execve.
-                if libc::raise(libc::SIGSTOP) != 0 {
+                // Traced from exec on: the child stops with SIGTRAP right
+                // after execve succeeds (std's spawn waits for the exec).
+                if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
@@ -144,15 +144,28 @@ impl Watch {
         })?;
         let pid = Pid(child.id() as i32);
         let tid = Tid(pid.0);
-        // The child is ours; wait for its self-stop (WUNTRACED), then seize.
+        let launch_err = |what: String| ProcError::Launch {
+            command: program.to_string_lossy().into_owned(),
+            source: io::Error::other(what),
+        };
+        // 1. The exec stop of a PTRACE_TRACEME tracee.
+        match wait::wait_tid(tid) {
+            Ok(WaitStatus::Stopped { sig }) if sig == libc::SIGTRAP => {}
+            Ok(other) => return Err(launch_err(format!("unexpected first stop {other:?}"))),
+            Err(source) => return Err(ProcError::Wait { pid, tid, source }),
+        }
+        // 2. Hand over from TRACEME to SEIZE (only seized tracees can be
+        // interrupted, which stopping the other threads at a crash needs):
+        // detach into a SIGSTOP, seize the stopped child, continue it.
+        ptrace::detach(tid, libc::SIGSTOP).map_err(|e| ptrace_err("DETACH", pid, tid, e))?;
         loop {
-            match wait::waitpid(Tid(pid.0), libc::WUNTRACED) {
+            match wait::waitpid(tid, libc::WUNTRACED) {
                 Ok(Some(WaitStatus::Stopped { .. } | WaitStatus::GroupStop { .. })) => break,
                 Ok(Some(WaitStatus::Exited { code })) => {
-                    return Err(ProcError::Launch {
-                        command: program.to_string_lossy().into_owned(),
-                        source: io::Error::other(format!("exited with {code} before exec")),
-                    })
+                    return Err(launch_err(format!("exited with {code} before it ran")))
+                }
+                Ok(Some(WaitStatus::Signaled { sig, .. })) => {
+                    return Err(launch_err(format!("killed by signal {sig} before it ran")))
                 }
                 Ok(_) => continue,
                 Err(source) => return Err(ProcError::Wait { pid, tid, source }),
@@ -162,6 +175,8 @@ impl Watch {
             .map_err(|e| ptrace_err("SEIZE", pid, tid, e))?;
         coroner_sys::signal::kill(pid, libc::SIGCONT)
             .map_err(|e| ptrace_err("SIGCONT", pid, tid, e))?;
+        // `child` only reaps through waitpid, which our loop does.
+        drop(child);
         Ok(Watch {
             pid,
             traced: BTreeSet::from([tid]),
@@ -295,7 +310,8 @@ impl Watch {
             }
             WaitStatus::Stopped { sig } => {
                 self.traced.insert(tid);
-                let si = ptrace::get_siginfo(tid).unwrap_or_else(|_| SigInfo::new_sent(sig, 0, 0, 0));
+                let si =
+                    ptrace::get_siginfo(tid).unwrap_or_else(|_| SigInfo::new_sent(sig, 0, 0, 0));
                 if stop_on_crash && is_fatal_crash(&si, self.disposition()) {
                     self.stopped.insert(tid);
                     return Ok(Some(WatchEvent::Crash { tid, siginfo: si }));
@@ -403,7 +419,12 @@ impl Watch {
     /// process dies as it would have) and any kept signal to the others;
     /// then wait for the process to end and return how it ended.
     pub fn deliver_and_wait(&mut self, crashed: Tid, sig: i32) -> Result<WatchEvent, ProcError> {
-        let others: Vec<Tid> = self.stopped.iter().copied().filter(|&t| t != crashed).collect();
+        let others: Vec<Tid> = self
+            .stopped
+            .iter()
+            .copied()
+            .filter(|&t| t != crashed)
+            .collect();
         for tid in others {
             let s = self.pending.remove(&tid).unwrap_or(0);
             self.resume(tid, s)?;
@@ -460,17 +481,35 @@ mod tests {
         let none = Dispositions::default();
         assert!(is_fatal_crash(&fault, none));
         // A program handler gets its first chance.
-        let caught = Dispositions { caught: bit(libc::SIGSEGV), ignored: 0 };
+        let caught = Dispositions {
+            caught: bit(libc::SIGSEGV),
+            ignored: 0,
+        };
         assert!(!is_fatal_crash(&fault, caught));
         // An ignored synchronous fault is forced to the default action.
-        let ign = Dispositions { caught: 0, ignored: bit(libc::SIGSEGV) };
+        let ign = Dispositions {
+            caught: 0,
+            ignored: bit(libc::SIGSEGV),
+        };
         assert!(is_fatal_crash(&fault, ign));
         // An ignored abort()-style signal is discarded.
         let abrt = SigInfo::new_sent(libc::SIGABRT, -6, 1, 0);
         assert!(is_fatal_crash(&abrt, none));
-        assert!(!is_fatal_crash(&abrt, Dispositions { caught: 0, ignored: bit(libc::SIGABRT) }));
+        assert!(!is_fatal_crash(
+            &abrt,
+            Dispositions {
+                caught: 0,
+                ignored: bit(libc::SIGABRT)
+            }
+        ));
         // Not a crash signal.
-        assert!(!is_fatal_crash(&SigInfo::new_sent(libc::SIGTERM, 0, 1, 0), none));
-        assert!(!is_fatal_crash(&SigInfo::new_sent(libc::SIGUSR1, 0, 1, 0), none));
+        assert!(!is_fatal_crash(
+            &SigInfo::new_sent(libc::SIGTERM, 0, 1, 0),
+            none
+        ));
+        assert!(!is_fatal_crash(
+            &SigInfo::new_sent(libc::SIGUSR1, 0, 1, 0),
+            none
+        ));
     }
 }

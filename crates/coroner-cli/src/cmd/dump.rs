@@ -1,0 +1,269 @@
+//! `coroner dump`: resolve the parsed arguments against the system (where
+//! the dump goes, which process) and call the dump library.
+
+use crate::dump_args::{self, DumpArgs, Format, Level, Target};
+use crate::naming;
+use crate::progress::BarProgress;
+use anyhow::{bail, Context};
+use coroner_dump::{DumpFormat, DumpLevel, DumpOptions, DumpStats};
+use coroner_proc::watch::{Watch, WatchEvent};
+use coroner_proc::Attached;
+use coroner_types::{CrashContext, Pid};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
+    let Some(args) = dump_args::parse(raw)? else {
+        print!("{}", dump_args::USAGE);
+        return Ok(ExitCode::SUCCESS);
+    };
+    let opts = DumpOptions {
+        level: match args.level {
+            Level::Mini => DumpLevel::Mini,
+            Level::MiniPlus => DumpLevel::MiniPlus,
+            Level::Full => DumpLevel::Full,
+        },
+        format: match args.format {
+            Format::Minidump => DumpFormat::Minidump,
+            Format::Core => DumpFormat::ElfCore,
+        },
+        comment: args.comment.clone(),
+        crash: None,
+    };
+    match &args.target {
+        Target::Pid { pid, dest } => {
+            let pid = Pid(*pid);
+            let path = destination(dest.as_deref(), pid, &args)?;
+            let progress = BarProgress::new(args.quiet);
+            announce(&args, &opts, pid, &path);
+            let t = Instant::now();
+            let stats = coroner_dump::dump_live(pid, &path, args.overwrite, &opts, &progress)
+                .with_context(|| format!("cannot dump process {pid}"))?;
+            progress.finish();
+            summary(&args, &path, &stats, t);
+            Ok(ExitCode::SUCCESS)
+        }
+        Target::Jit {
+            folder,
+            pid,
+            event: _,
+            block,
+        } => {
+            // The runtime waits for us to exit; we signal nothing.
+            let pid = Pid(*pid);
+            let folder = Path::new(folder);
+            let meta = std::fs::symlink_metadata(folder)
+                .with_context(|| format!("dump folder {}", folder.display()))?;
+            if meta.file_type().is_symlink() || !meta.is_dir() {
+                bail!(
+                    "dump folder {} must be a real directory (not a symlink or a file)",
+                    folder.display()
+                );
+            }
+            let att = Attached::seize(pid, Duration::from_secs(args.attach_timeout))
+                .with_context(|| format!("cannot attach to process {pid}"))?;
+            let crash = coroner_dump::crash_context_from_jit_block(att.memory(), *block)
+                .with_context(|| {
+                    format!("cannot read the JIT_DEBUG_INFO block at {block:#x} in process {pid}")
+                })?;
+            let path = in_folder(folder, pid, &args)?;
+            let opts = DumpOptions {
+                crash: Some(crash),
+                ..opts
+            };
+            announce(&args, &opts, pid, &path);
+            let t = Instant::now();
+            let progress = BarProgress::new(args.quiet);
+            let stats = coroner_dump::dump_attached(&att, &path, args.overwrite, &opts, &progress)
+                .with_context(|| format!("cannot dump process {pid}"))?;
+            att.detach()
+                .with_context(|| format!("detaching from process {pid}"))?;
+            progress.finish();
+            summary(&args, &path, &stats, t);
+            Ok(ExitCode::SUCCESS)
+        }
+        Target::WatchPid { pid, dest } => {
+            let pid = Pid(*pid);
+            let watch =
+                Watch::attach(pid).with_context(|| format!("cannot watch process {pid}"))?;
+            watch_and_dump(watch, dest.as_deref(), &args, opts)
+        }
+        Target::Launch { dest, command } => {
+            let watch = Watch::launch(command).context("cannot start the program to watch")?;
+            watch_and_dump(watch, Some(dest.as_os_str()), &args, opts)
+        }
+    }
+}
+
+/// Wait for the unhandled fatal signal, dump with its exact context, then
+/// let the signal kill the process and exit with its status.
+fn watch_and_dump(
+    mut watch: Watch,
+    dest: Option<&std::ffi::OsStr>,
+    args: &DumpArgs,
+    opts: DumpOptions,
+) -> anyhow::Result<ExitCode> {
+    let pid = watch.pid();
+    let event = watch
+        .wait_for_crash()
+        .with_context(|| format!("watching process {pid}"))?;
+    let (tid, siginfo) = match event {
+        WatchEvent::Crash { tid, siginfo } => (tid, siginfo),
+        WatchEvent::Exited(code) => {
+            if !args.quiet {
+                eprintln!("coroner: process {pid} exited with status {code}; no crash, no dump");
+            }
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        }
+        WatchEvent::Killed(sig) => {
+            if !args.quiet {
+                eprintln!(
+                    "coroner: process {pid} was killed by {}; no crash, no dump",
+                    coroner_types::signal::signal_label(sig)
+                );
+            }
+            return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
+        }
+    };
+    let tids = watch
+        .stop_others(tid)
+        .with_context(|| format!("stopping the threads of process {pid}"))?;
+    let att = Attached::adopt(pid, tids);
+    let regs = att
+        .regs(tid)
+        .with_context(|| format!("reading the registers of crashed thread {tid}"))?;
+    let crash = CrashContext { tid, siginfo, regs };
+    if !args.quiet {
+        eprintln!(
+            "coroner: process {pid} thread {tid} crashed: {} at {:#x}",
+            siginfo.describe(),
+            siginfo.fault_address().unwrap_or(crash.regs.pc())
+        );
+    }
+    let path = destination(dest, pid, args)?;
+    let opts = DumpOptions {
+        crash: Some(crash),
+        ..opts
+    };
+    announce(args, &opts, pid, &path);
+    let t = Instant::now();
+    let progress = BarProgress::new(args.quiet);
+    let result = coroner_dump::dump_attached(&att, &path, args.overwrite, &opts, &progress);
+    progress.finish();
+    drop(att);
+    // Whatever happened to the dump, the process goes on to die as it would
+    // have: the crash is not ours to swallow.
+    let end = watch
+        .deliver_and_wait(tid, siginfo.signo())
+        .with_context(|| format!("resuming process {pid}"))?;
+    let stats = result.with_context(|| format!("cannot dump process {pid}"))?;
+    summary(args, &path, &stats, t);
+    Ok(match end {
+        WatchEvent::Exited(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        WatchEvent::Killed(sig) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+        // deliver_and_wait never stops for a second crash.
+        WatchEvent::Crash { .. } => ExitCode::from(1),
+    })
+}
+
+fn extension(args: &DumpArgs) -> &'static str {
+    match args.format {
+        Format::Minidump => "dmp",
+        Format::Core => "core",
+    }
+}
+
+/// FILE as given, or a unique name in FOLDER (the current directory when
+/// nothing was given).
+fn destination(
+    dest: Option<&std::ffi::OsStr>,
+    pid: Pid,
+    args: &DumpArgs,
+) -> anyhow::Result<PathBuf> {
+    let dest = match dest {
+        None => PathBuf::from("."),
+        Some(d) => PathBuf::from(d),
+    };
+    if dest.is_dir() {
+        return in_folder(&dest, pid, args);
+    }
+    if dest.as_os_str().as_bytes().ends_with(b"/") {
+        bail!("dump folder {} does not exist", dest.display());
+    }
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.is_dir() {
+            bail!(
+                "folder {} of dump file {} does not exist",
+                parent.display(),
+                dest.display()
+            );
+        }
+    }
+    if dest.symlink_metadata().is_ok() && !args.overwrite {
+        bail!("{} already exists (use -o to overwrite)", dest.display());
+    }
+    Ok(dest)
+}
+
+fn in_folder(folder: &Path, pid: Pid, args: &DumpArgs) -> anyhow::Result<PathBuf> {
+    let exe = coroner_proc::procfs::exe_path(pid)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.as_bytes().to_vec()))
+        .or_else(|| coroner_proc::procfs::comm(pid).ok())
+        .unwrap_or_else(|| b"process".to_vec());
+    let exe = exe
+        .strip_suffix(b" (deleted)")
+        .map(<[u8]>::to_vec)
+        .unwrap_or(exe);
+    Ok(naming::unique_in_folder(
+        folder,
+        &exe,
+        pid.0,
+        naming::now_epoch(),
+        extension(args),
+    ))
+}
+
+fn level_name(opts: &DumpOptions) -> &'static str {
+    match opts.level {
+        DumpLevel::Mini => "mini",
+        DumpLevel::MiniPlus => "mini-plus",
+        DumpLevel::Full => "full",
+    }
+}
+
+fn announce(args: &DumpArgs, opts: &DumpOptions, pid: Pid, path: &Path) {
+    if args.quiet {
+        return;
+    }
+    let kind = match opts.format {
+        DumpFormat::Minidump => "minidump",
+        DumpFormat::ElfCore => "ELF core",
+    };
+    eprintln!(
+        "Creating {} - {} {kind} of process {pid}",
+        path.display(),
+        level_name(opts)
+    );
+}
+
+fn summary(args: &DumpArgs, path: &Path, stats: &DumpStats, t: Instant) {
+    if args.quiet {
+        return;
+    }
+    eprintln!(
+        "Dump successfully written: {} ({} bytes, {} threads, {} modules, {} memory regions, {:.3} s)",
+        path.display(),
+        stats.bytes_written,
+        stats.threads,
+        stats.modules,
+        stats.regions,
+        t.elapsed().as_secs_f64()
+    );
+    for e in &stats.soft_errors {
+        eprintln!("  note: {e}");
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what coroner's tests and benchmarks need on a fresh Debian machine:
+# the Debian tools the interop tests drive (gdb, lldb, procdump, binutils,
+# C/C++ compilers) and minidump-stackwalk from crates.io. Idempotent: skips
+# what is already there.
+set -euo pipefail
+
+need_pkgs=()
+for pkg in gdb lldb procdump binutils gcc g++ make procps; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing Debian packages: ${need_pkgs[*]} (run as root to install)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v minidump-stackwalk >/dev/null 2>&1; then
+    echo "setup: installing minidump-stackwalk (cargo install)"
+    cargo install --locked --quiet minidump-stackwalk
+fi
