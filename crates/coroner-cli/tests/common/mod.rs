@@ -1,0 +1,120 @@
+//! Helpers shared by the end-to-end tests: run the real `coroner` binary
+//! and the crasher, read dumps back with independent readers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+pub fn coroner() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_coroner"))
+}
+
+pub fn crasher() -> PathBuf {
+    coroner_crashers::crasher_path().expect("crasher binary")
+}
+
+/// Run a command line through `sh` with core files disabled, so crashes
+/// delivered to the kernel leave nothing behind.
+pub fn run_no_core(args: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg("ulimit -c 0; exec \"$@\"").arg("sh");
+    cmd.args(args);
+    cmd.output().expect("spawn sh")
+}
+
+/// Is an interop tool present? Missing tools fail the test when
+/// `CORONER_REQUIRE_INTEROP=1` (CI), else the test says it skipped.
+pub fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CORONER_REQUIRE_INTEROP").is_some_and(|v| v == "1") {
+            panic!("{name} is required (CORONER_REQUIRE_INTEROP=1) but not on PATH");
+        }
+        eprintln!("SKIP: {name} not on PATH");
+    }
+    found
+}
+
+/// A `crasher live MIB THREADS` child, killed on drop.
+pub struct Live {
+    pub child: Child,
+    pub pid: i32,
+    pub marker: u64,
+    stdin: Option<ChildStdin>,
+}
+
+impl Live {
+    pub fn start(mib: usize, threads: usize) -> Live {
+        let mut child = Command::new(crasher())
+            .args(["live", &mib.to_string(), &threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn crasher live");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready = coroner_crashers::parse_ready_line(&line)
+            .unwrap_or_else(|| panic!("bad ready line {line:?}"));
+        let stdin = child.stdin.take();
+        Live {
+            pid: ready.pid as i32,
+            marker: ready.marker.expect("marker"),
+            child,
+            stdin,
+        }
+    }
+
+    /// Process state letter from /proc/PID/stat (R, S, T, t, ...).
+    pub fn state(&self) -> char {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.chars().next().unwrap()
+    }
+
+    pub fn task_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid))
+            .unwrap()
+            .count()
+    }
+
+    /// Close stdin and expect a clean exit: proves the process still runs.
+    pub fn finish(mut self) {
+        if let Some(mut s) = self.stdin.take() {
+            let _ = s.flush();
+        }
+        let st = self.child.wait().unwrap();
+        assert!(st.success(), "live crasher ended with {st:?}");
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The one dump file in `dir` (no temporary file left beside it).
+pub fn only_file(dir: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "expected exactly one file in {}: {files:?}",
+        dir.display()
+    );
+    files.into_iter().next().unwrap()
+}
