@@ -171,7 +171,11 @@ impl Attached {
                     if let Ok(st) = procfs::read_status(pid) {
                         check_status(pid, &st)?;
                     }
-                    return Err(ProcError::PermissionDenied { pid, tid, source: e });
+                    return Err(ProcError::PermissionDenied {
+                        pid,
+                        tid,
+                        source: e,
+                    });
                 }
                 _ => {
                     return Err(ProcError::Ptrace {
@@ -358,7 +362,11 @@ impl Attached {
     /// ptrace events).
     pub fn siginfo(&self, tid: Tid) -> Option<SigInfo> {
         if self.seized {
-            return self.pending.iter().find(|(t, _)| *t == tid).map(|(_, si)| *si);
+            return self
+                .pending
+                .iter()
+                .find(|(t, _)| *t == tid)
+                .map(|(_, si)| *si);
         }
         self.check_thread(tid).ok()?;
         let si = ptrace::get_siginfo(tid).ok()?;

@@ -266,7 +266,10 @@ mod tests {
         // mistaken for the end of readable memory.
         let f = fake((0x10000, 0x40000), (0, 0), 3000);
         let mut buf = vec![0u8; 10000];
-        assert_eq!(read_split(&f, usize::MAX, 0x10000, &mut buf).unwrap(), 10000);
+        assert_eq!(
+            read_split(&f, usize::MAX, 0x10000, &mut buf).unwrap(),
+            10000
+        );
         check_bytes(0x10000, &buf);
     }
 
@@ -289,7 +292,11 @@ mod tests {
         let mut buf = vec![0u8; 0x2800];
         assert_eq!(read_split(&f, 1 << 20, 0x10800, &mut buf).unwrap(), 0x2800);
         check_bytes(0x10800, &buf);
-        assert!(f.calls.borrow().iter().any(|&(k, a, _)| k == "mem" && a == 0x12000));
+        assert!(f
+            .calls
+            .borrow()
+            .iter()
+            .any(|&(k, a, _)| k == "mem" && a == 0x12000));
         // EFAULT is per region: process_vm_readv stays in use.
         assert!(f.vm_usable());
     }

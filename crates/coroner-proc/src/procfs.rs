@@ -63,7 +63,10 @@ fn parse_maps_line(line: &[u8], n: usize) -> Result<Mapping, ParseError> {
     let (offset, rest) = next_field(rest);
     let (dev, rest) = next_field(rest);
     let (inode, rest) = next_field(rest);
-    let dash = range.iter().position(|&c| c == b'-').ok_or(err(n, "address range without '-'"))?;
+    let dash = range
+        .iter()
+        .position(|&c| c == b'-')
+        .ok_or(err(n, "address range without '-'"))?;
     let start = parse_hex(&range[..dash]).ok_or(err(n, "bad start address"))?;
     let end = parse_hex(&range[dash + 1..]).ok_or(err(n, "bad end address"))?;
     if end < start {
@@ -95,7 +98,10 @@ fn parse_maps_line(line: &[u8], n: usize) -> Result<Mapping, ParseError> {
         _ => return Err(err(n, "permissions are not 4 characters")),
     };
     let offset = parse_hex(offset).ok_or(err(n, "bad offset"))?;
-    let colon = dev.iter().position(|&c| c == b':').ok_or(err(n, "device without ':'"))?;
+    let colon = dev
+        .iter()
+        .position(|&c| c == b':')
+        .ok_or(err(n, "device without ':'"))?;
     let dev_major = parse_hex(&dev[..colon])
         .and_then(|v| u32::try_from(v).ok())
         .ok_or(err(n, "bad device major"))?;
@@ -164,7 +170,9 @@ pub struct ProcStatus {
 
 fn parse_ids(v: &[u8], n: usize) -> Result<[u32; 4], ParseError> {
     let mut out = [0u32; 4];
-    let mut it = v.split(|c| c.is_ascii_whitespace()).filter(|f| !f.is_empty());
+    let mut it = v
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
     for slot in out.iter_mut() {
         let f = it.next().ok_or(err(n, "fewer than 4 ids"))?;
         *slot = parse_dec(f)
@@ -243,9 +251,14 @@ pub fn read_status(pid: Pid) -> Result<ProcStatus, ProcError> {
 /// `/proc/PID/stat` text. The command name (field 2) may hold spaces and
 /// parentheses, so fields are counted from the last `)`.
 pub fn parse_stat(text: &[u8]) -> Result<(char, u64), ParseError> {
-    let close = text.iter().rposition(|&c| c == b')').ok_or(err(1, "no ')' after comm"))?;
+    let close = text
+        .iter()
+        .rposition(|&c| c == b')')
+        .ok_or(err(1, "no ')' after comm"))?;
     let rest = text.get(close + 1..).unwrap_or_default();
-    let mut fields = rest.split(|c| c.is_ascii_whitespace()).filter(|f| !f.is_empty());
+    let mut fields = rest
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
     let state = fields
         .next()
         .and_then(|f| f.first())
@@ -304,7 +317,11 @@ pub fn list_tasks(pid: Pid) -> Result<Vec<Tid>, ProcError> {
     let mut tids = Vec::new();
     for entry in dir {
         let entry = entry.map_err(|e| ProcError::read(pid, path.clone(), e))?;
-        if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+        if let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        {
             tids.push(Tid(tid));
         }
     }
@@ -362,7 +379,10 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         assert_eq!(m[0].start, 0x55d4c8a00000);
         assert_eq!(m[0].end, 0x55d4c8a02000);
         assert_eq!(m[0].name, b"/usr/bin/cat");
-        assert_eq!((m[0].dev_major, m[0].dev_minor, m[0].inode), (0xfd, 1, 1835023));
+        assert_eq!(
+            (m[0].dev_major, m[0].dev_minor, m[0].inode),
+            (0xfd, 1, 1835023)
+        );
         assert!(m[1].perms.exec && m[1].perms.read && !m[1].perms.write);
         assert_eq!(m[1].offset, 0x2000);
         assert!(m[2].perms.shared);
@@ -389,7 +409,11 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
             b"-\n",
         ];
         for c in cases {
-            assert!(parse_maps(c).is_err(), "accepted {:?}", String::from_utf8_lossy(c));
+            assert!(
+                parse_maps(c).is_err(),
+                "accepted {:?}",
+                String::from_utf8_lossy(c)
+            );
         }
         assert_eq!(parse_maps(cases[1]).unwrap_err().line, 2);
         assert_eq!(parse_maps(b"").unwrap(), vec![]);
@@ -428,7 +452,10 @@ SigIgn:\t0000000000001000\nSigCgt:\t0000000180004a07\n";
         let s = parse_status(text).unwrap();
         assert_eq!(s.name, b"my prog");
         assert_eq!(s.state, 't');
-        assert_eq!((s.tgid, s.pid, s.ppid, s.tracer_pid), (Pid(42), Pid(43), Pid(1), Pid(7)));
+        assert_eq!(
+            (s.tgid, s.pid, s.ppid, s.tracer_pid),
+            (Pid(42), Pid(43), Pid(1), Pid(7))
+        );
         assert_eq!(s.uid, [1000, 1001, 1002, 1003]);
         assert_eq!(s.gid, [5, 6, 7, 8]);
         assert_eq!(s.threads, 3);
@@ -450,7 +477,10 @@ SigIgn:\t0000000000001000\nSigCgt:\t0000000180004a07\n";
         assert_eq!(parse_stat(text).unwrap(), ('S', 987654));
         assert!(parse_stat(b"1234 (x S 1").is_err());
         assert!(parse_stat(b"1234 (x) S 1 2").is_err());
-        assert_eq!(parse_btime(b"cpu 1 2\nbtime 1700000000\n").unwrap(), 1_700_000_000);
+        assert_eq!(
+            parse_btime(b"cpu 1 2\nbtime 1700000000\n").unwrap(),
+            1_700_000_000
+        );
         assert!(parse_btime(b"cpu 1 2\n").is_err());
     }
 
@@ -471,7 +501,10 @@ SigIgn:\t0000000000001000\nSigCgt:\t0000000180004a07\n";
             .unwrap()
             .as_secs();
         let started = start_time(me).unwrap();
-        assert!(started <= now && now - started < 3600, "started {started}, now {now}");
+        assert!(
+            started <= now && now - started < 3600,
+            "started {started}, now {now}"
+        );
         assert!(!thread_name(me, Tid(me.0)).unwrap().ends_with(b"\n"));
         assert!(matches!(
             list_tasks(Pid(i32::MAX)),

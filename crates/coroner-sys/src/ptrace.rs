@@ -115,8 +115,12 @@ fn get_regset(tid: Tid, note: u32, buf: &mut [u8]) -> io::Result<usize> {
 pub fn get_regs(tid: Tid) -> io::Result<UserRegs> {
     let mut buf = [0u8; std::mem::size_of::<UserRegs>()];
     let n = get_regset(tid, NT_PRSTATUS, &mut buf)?;
-    UserRegs::from_bytes(&buf[..n.min(buf.len())])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("NT_PRSTATUS of {tid}: {n} bytes")))
+    UserRegs::from_bytes(&buf[..n.min(buf.len())]).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("NT_PRSTATUS of {tid}: {n} bytes"),
+        )
+    })
 }
 
 /// `PTRACE_SETREGSET NT_PRSTATUS`: write the general registers.
@@ -159,14 +163,19 @@ const XSTATE_MAX: usize = 1 << 16;
 /// `PTRACE_GETREGSET NT_X86_XSTATE`: the XSAVE area, sized as the kernel
 /// reports (the buffer grows until the kernel's answer fits).
 pub fn get_xstate(tid: Tid) -> io::Result<Vec<u8>> {
-    let mut size = XSTATE_SIZE_HINT.load(Ordering::Relaxed).clamp(FXSAVE_SIZE, XSTATE_MAX);
+    let mut size = XSTATE_SIZE_HINT
+        .load(Ordering::Relaxed)
+        .clamp(FXSAVE_SIZE, XSTATE_MAX);
     loop {
         let mut buf = vec![0u8; size];
         let n = get_regset(tid, NT_X86_XSTATE, &mut buf)?;
         // A full buffer may mean the kernel cut the area short: grow and retry.
         if n < size || size >= XSTATE_MAX {
             buf.truncate(n);
-            XSTATE_SIZE_HINT.store(n + 1, Ordering::Relaxed);
+            // Next time ask for a little more than this (the kernel wants a
+            // multiple of 8, else EINVAL), so a full buffer still means
+            // "grow".
+            XSTATE_SIZE_HINT.store((n + 64) & !63, Ordering::Relaxed);
             return Ok(buf);
         }
         size = (size * 2).min(XSTATE_MAX);
@@ -197,7 +206,14 @@ pub fn get_event_msg(tid: Tid) -> io::Result<u64> {
     let mut msg: libc::c_ulong = 0;
     // SAFETY: `msg` is a live, writable unsigned long, which is what
     // GETEVENTMSG stores.
-    unsafe { raw(PTRACE_GETEVENTMSG, tid, 0, &mut msg as *mut libc::c_ulong as usize) }?;
+    unsafe {
+        raw(
+            PTRACE_GETEVENTMSG,
+            tid,
+            0,
+            &mut msg as *mut libc::c_ulong as usize,
+        )
+    }?;
     Ok(msg)
 }
 
@@ -208,7 +224,14 @@ pub fn peek_user(tid: Tid, offset: usize) -> io::Result<u64> {
     // SAFETY: with the raw syscall, PEEKUSER stores the word through `data`,
     // which points at the live, writable `word`; `offset` is checked by the
     // kernel (EIO when out of range or unaligned).
-    unsafe { raw(PTRACE_PEEKUSER, tid, offset, &mut word as *mut libc::c_ulong as usize) }?;
+    unsafe {
+        raw(
+            PTRACE_PEEKUSER,
+            tid,
+            offset,
+            &mut word as *mut libc::c_ulong as usize,
+        )
+    }?;
     Ok(word)
 }
 
@@ -242,6 +265,8 @@ mod tests {
         assert_eq!(u32::from_le_bytes([fp[24], fp[25], fp[26], fp[27]]), 0x1f80);
         let xs = get_xstate(tid).unwrap();
         assert!(xs.len() > FXSAVE_SIZE, "xstate {} bytes", xs.len());
+        // The second call starts from the size hint the first one left.
+        assert_eq!(get_xstate(tid).unwrap(), xs);
         // The legacy region (x87, MXCSR, XMM0-15: 416 bytes) is the same in
         // both; bytes 464..512 are software-reserved and differ.
         assert_eq!(&xs[..416], &fp[..416]);

@@ -82,7 +82,10 @@ impl WaitStatus {
 
     /// The thread is gone.
     pub fn is_gone(&self) -> bool {
-        matches!(self, WaitStatus::Exited { .. } | WaitStatus::Signaled { .. })
+        matches!(
+            self,
+            WaitStatus::Exited { .. } | WaitStatus::Signaled { .. }
+        )
     }
 }
 
@@ -170,7 +173,10 @@ mod tests {
                 sig: libc::SIGTRAP
             }
         );
-        assert_eq!(WaitStatus::from_raw(ev(libc::SIGTRAP | 0x80, 0)), WaitStatus::SyscallStop);
+        assert_eq!(
+            WaitStatus::from_raw(ev(libc::SIGTRAP | 0x80, 0)),
+            WaitStatus::SyscallStop
+        );
         assert_eq!(WaitStatus::from_raw(0xffff), WaitStatus::Continued);
         assert!(WaitStatus::from_raw(ev(libc::SIGTRAP, 128)).is_stopped());
         assert!(WaitStatus::from_raw(0).is_gone());
