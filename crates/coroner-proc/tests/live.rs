@@ -146,36 +146,38 @@ fn spawn_child(mode: &str) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn child");
-    let mut out = BufReader::new(proc.stdout.take().expect("stdout"));
+    match read_ready(&mut proc) {
+        Some((pid, base, threads)) if pid == proc.id() as i32 => Child {
+            proc,
+            pid: Pid(pid),
+            base,
+            threads,
+        },
+        other => {
+            let _ = proc.kill();
+            let _ = proc.wait();
+            panic!("child did not say ready: {other:?}");
+        }
+    }
+}
+
+/// The child's `ready <pid> base=0x... threads=N` line, parsed; `None` if
+/// the child ended first.
+fn read_ready(proc: &mut std::process::Child) -> Option<(i32, u64, usize)> {
+    let mut out = BufReader::new(proc.stdout.take()?);
     let mut line = String::new();
     loop {
         line.clear();
-        assert_ne!(
-            out.read_line(&mut line).expect("read child"),
-            0,
-            "child ended before ready"
-        );
+        if out.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
         // libtest prints "test child_entry ... " on the same line first.
-        if let Some(rest) = line.trim().split_once("ready ").map(|(_, r)| r) {
+        if let Some((_, rest)) = line.trim().split_once("ready ") {
             let mut f = rest.split(' ');
-            let pid = f.next().and_then(|p| p.parse().ok()).expect("pid");
-            let base = f
-                .next()
-                .and_then(|b| b.strip_prefix("base=0x"))
-                .and_then(|b| u64::from_str_radix(b, 16).ok())
-                .expect("base");
-            let threads = f
-                .next()
-                .and_then(|t| t.strip_prefix("threads="))
-                .and_then(|t| t.parse().ok())
-                .expect("threads");
-            assert_eq!(pid, proc.id() as i32);
-            return Child {
-                proc,
-                pid: Pid(pid),
-                base,
-                threads,
-            };
+            let pid = f.next()?.parse().ok()?;
+            let base = u64::from_str_radix(f.next()?.strip_prefix("base=0x")?, 16).ok()?;
+            let threads = f.next()?.strip_prefix("threads=")?.parse().ok()?;
+            return Some((pid, base, threads));
         }
     }
 }
@@ -185,6 +187,16 @@ impl Child {
     fn finish(mut self) -> ExitStatus {
         drop(self.proc.stdin.take());
         self.proc.wait().expect("wait child")
+    }
+}
+
+impl Drop for Child {
+    /// A failed test must not leave its child behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.proc.try_wait() {
+            let _ = self.proc.kill();
+            let _ = self.proc.wait();
+        }
     }
 }
 

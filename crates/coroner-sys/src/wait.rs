@@ -183,6 +183,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait_tid, the function under test"
+    )]
     fn wait_child_exit_and_nohang() {
         let mut child = std::process::Command::new("cat")
             .stdin(std::process::Stdio::piped())
