@@ -167,9 +167,17 @@ impl Attached {
                             .push(format!("thread {tid} has exited (zombie); not attached"));
                         return Ok(());
                     }
-                    // Someone else started tracing it meanwhile.
-                    if let Ok(st) = procfs::read_status(pid) {
-                        check_status(pid, &st)?;
+                    // Someone else started tracing this thread meanwhile
+                    // (the leader's TracerPid may already be us, so ask the
+                    // thread's own status).
+                    let task_status =
+                        procfs::read_proc_file(pid, &format!("task/{}/status", tid.0))
+                            .ok()
+                            .and_then(|t| procfs::parse_status(&t).ok());
+                    if let Some(st) = task_status {
+                        if st.tracer_pid.0 != 0 && st.tracer_pid.0 != self.tracer.0 {
+                            check_status(pid, &st)?;
+                        }
                     }
                     return Err(ProcError::PermissionDenied {
                         pid,
