@@ -107,6 +107,11 @@ fn watch_and_dump(
     opts: DumpOptions,
 ) -> anyhow::Result<ExitCode> {
     let pid = watch.pid();
+    if !args.quiet {
+        eprintln!(
+            "coroner: watching process {pid}; it will be dumped if a signal is about to kill it"
+        );
+    }
     let event = watch
         .wait_for_crash()
         .with_context(|| format!("watching process {pid}"))?;
