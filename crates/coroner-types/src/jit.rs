@@ -44,7 +44,9 @@ impl std::fmt::Display for JitBlockError {
         match self {
             JitBlockError::Short(n) => write!(f, "JIT_DEBUG_INFO block is {n} bytes, need 40"),
             JitBlockError::BadSize(s) => write!(f, "JIT_DEBUG_INFO size field is {s}, expected 40"),
-            JitBlockError::BadVersion(v) => write!(f, "JIT_DEBUG_INFO version {v} is not supported"),
+            JitBlockError::BadVersion(v) => {
+                write!(f, "JIT_DEBUG_INFO version {v} is not supported")
+            }
         }
     }
 }
@@ -100,7 +102,10 @@ mod tests {
 
     #[test]
     fn layout_is_40_bytes() {
-        assert_eq!(std::mem::size_of::<LinuxJitDebugInfo>(), JIT_DEBUG_INFO_SIZE);
+        assert_eq!(
+            std::mem::size_of::<LinuxJitDebugInfo>(),
+            JIT_DEBUG_INFO_SIZE
+        );
         let j = LinuxJitDebugInfo {
             size: 40,
             machine: EM_X86_64,
@@ -113,7 +118,13 @@ mod tests {
         assert_eq!(LinuxJitDebugInfo::parse(&j.to_bytes()), Ok(j));
         let mut bad = j.to_bytes();
         bad[0] = 39;
-        assert_eq!(LinuxJitDebugInfo::parse(&bad), Err(JitBlockError::BadSize(39)));
-        assert_eq!(LinuxJitDebugInfo::parse(&bad[..3]), Err(JitBlockError::Short(3)));
+        assert_eq!(
+            LinuxJitDebugInfo::parse(&bad),
+            Err(JitBlockError::BadSize(39))
+        );
+        assert_eq!(
+            LinuxJitDebugInfo::parse(&bad[..3]),
+            Err(JitBlockError::Short(3))
+        );
     }
 }

@@ -58,6 +58,9 @@ impl Mapping {
     }
     /// `[vvar]`, `[vsyscall]` and friends that cannot or must not be read.
     pub fn is_special_unreadable(&self) -> bool {
-        matches!(self.name.as_slice(), b"[vvar]" | b"[vsyscall]" | b"[vvar_vclock]")
+        matches!(
+            self.name.as_slice(),
+            b"[vvar]" | b"[vsyscall]" | b"[vvar_vclock]"
+        )
     }
 }

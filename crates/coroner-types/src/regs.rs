@@ -111,7 +111,10 @@ impl UserRegs {
 
     /// Little-endian bytes in kernel layout (216 bytes).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_words().iter().flat_map(|w| w.to_le_bytes()).collect()
+        self.to_words()
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect()
     }
 
     /// From kernel-layout bytes; `None` if fewer than 216 bytes.

@@ -25,7 +25,9 @@ impl std::fmt::Debug for SigInfo {
 
 impl Default for SigInfo {
     fn default() -> Self {
-        SigInfo { raw: [0; SIGINFO_SIZE] }
+        SigInfo {
+            raw: [0; SIGINFO_SIZE],
+        }
     }
 }
 
