@@ -32,26 +32,10 @@ measure() {
     echo "$name $(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['wall'], d['cpu'], d['peak_mib'], d['rc'])" "$json") $size $alloc"
 }
 
-report() { # stdin: "tool wall cpu peak rc size alloc" lines
-    python3 - "$@" <<'PY'
-import sys, statistics as st, collections
-rows = collections.defaultdict(list)
-for line in sys.stdin:
-    t, wall, cpu, peak, rc, size, alloc = line.split()
-    rows[t].append((float(wall), float(cpu), float(peak), int(size), int(alloc)))
-g = st.median(r[0] for r in rows["gcore"]) if rows.get("gcore") else None
-print(f"{'tool':10s} {'wall s':>8s} {'min-max':>13s} {'cpu s':>7s} {'peak MiB':>9s} {'size B':>14s} {'alloc B':>14s} {'/gcore':>7s}")
-for t, rs in rows.items():
-    w = [r[0] for r in rs]
-    med = st.median(w)
-    ratio = f"{med / g:.2f}" if g else "-"
-    print(f"{t:10s} {med:8.3f} {min(w):6.3f}-{max(w):6.3f} {st.median(r[1] for r in rs):7.3f} {max(r[2] for r in rs):9.1f} {rs[-1][3]:14d} {rs[-1][4]:14d} {ratio:>7s}")
-PY
-}
+report() { python3 bench/report.py; }
 
 for mib in "${SIZES[@]}"; do
-    exec 3< <(sleep infinity)
-    coproc TARGET { "$CRASHER" live "$mib" 8 <&3; }
+    coproc TARGET { "$CRASHER" live "$mib" 8 ; }
     read -r ready TPID rest <&"${TARGET[0]}"
     [ "$ready" = ready ] || { echo "target did not start" >&2; exit 1; }
     echo "== $mib MiB heap, 8 threads, pid $TPID =="
@@ -66,12 +50,10 @@ for mib in "${SIZES[@]}"; do
     printf '%s' "$lines" | grep -v '^$' | report
     kill "$TPID" 2>/dev/null || true
     wait "$TARGET_PID" 2>/dev/null || true
-    exec 3<&-
 done
 
 echo "== mini dump, 64 threads =="
-exec 3< <(sleep infinity)
-coproc TARGET { "$CRASHER" live 16 64 <&3; }
+coproc TARGET { "$CRASHER" live 16 64 ; }
 read -r ready TPID rest <&"${TARGET[0]}"
 lines=""
 for i in $(seq 0 $((RUNS * 3))); do

@@ -16,6 +16,9 @@ t0 = time.monotonic()
 pid = os.fork()
 if pid == 0:
     try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
         os.execvp(sys.argv[1], sys.argv[1:])
     finally:
         os._exit(127)

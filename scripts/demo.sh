@@ -18,8 +18,7 @@ echo "## 2. analysis of $dump"
 target/release/coroner analyze "$dump"
 echo
 echo "## 3. a live dump of a running process (-ma) and its analysis"
-exec 3< <(sleep infinity)
-coproc LIVE { target/release/crasher live 64 4 <&3; }
+coproc LIVE { target/release/crasher live 64 4 ; }
 read -r _ pid _ <&"${LIVE[0]}"
 target/release/coroner dump -ma "$pid" "$out"
 target/release/coroner analyze "$(ls -t "$out"/crasher_"$pid"_*.dmp | head -1)" | head -30

@@ -8,4 +8,4 @@ bash scripts/setup.sh
 # Interop tests fail (rather than skip) when a tool is missing.
 export CORONER_REQUIRE_INTEROP=1
 cargo build --workspace --all-targets --release
-cargo test --workspace --release -- --include-ignored
+cargo test --workspace --release --no-fail-fast -- --include-ignored

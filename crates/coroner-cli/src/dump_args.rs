@@ -52,6 +52,8 @@ pub struct DumpArgs {
     /// Seconds to wait for the attach to stop every thread.
     pub attach_timeout: u64,
     pub quiet: bool,
+    /// fsync before publishing (always on for -e and -j).
+    pub sync: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +84,9 @@ Options (ProcDump spellings in parentheses):
   --on-crash      (-e)   wait for an unhandled fatal signal, then dump
   --launch        (-x)   start COMMAND and watch it (with -e)
   --jit           (-j)   AeDebug entry: exception context from the JIT block
-  --attach-timeout SECS  bound on stopping every thread [default: 30]
+  --sync                 fsync the dump before it appears under its name, so
+                         it survives a power loss (always on with -e and -j)
+  --attach-timeout SECS  bound on stopping every thread, with -j [default: 30]
   --accept-eula   (-accepteula)  accepted and ignored
   -q, --quiet            no progress bar, no summary
   -h, --help             this text
@@ -120,6 +124,7 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
     let mut launch = false;
     let mut jit = false;
     let mut quiet = false;
+    let mut sync = false;
     let mut attach_timeout = 30;
     let mut positional: Vec<OsString> = Vec::new();
 
@@ -167,6 +172,7 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
             "-o" | "/o" | "--overwrite" => overwrite = true,
             "-accepteula" | "/accepteula" | "--accept-eula" => {}
             "-q" | "--quiet" => quiet = true,
+            "--sync" => sync = true,
             "-e" | "/e" | "--on-crash" => on_crash = true,
             "-x" | "/x" | "--launch" => launch = true,
             "-j" | "/j" | "--jit" => jit = true,
@@ -270,6 +276,7 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
         target,
         attach_timeout,
         quiet,
+        sync,
     }))
 }
 

@@ -773,7 +773,12 @@ pub fn write_elf_core(
     // Start from an empty file: stale bytes past the end of what is written
     // would otherwise survive, and the copy leaves holes only past the
     // file's end.
-    out.set_len(0).map_err(io("truncate the core file"))?;
+    // Truncate only a file that has bytes: on ext4, truncating to zero
+    // marks the inode for a synchronous flush at close (auto_da_alloc),
+    // which costs ~0.25 s per GiB of dump for nothing on a new file.
+    if out.metadata().map_err(io("truncate the core file"))?.len() != 0 {
+        out.set_len(0).map_err(io("truncate the core file"))?;
+    }
     out.seek(SeekFrom::Start(0))
         .map_err(io("seek to the core header"))?;
     out.write_all(&ehdr_bytes(phnum))

@@ -48,6 +48,10 @@ pub struct DumpOptions {
     pub comment: Option<String>,
     /// The fault to record as the dump's exception; `None` = "dump requested".
     pub crash: Option<CrashContext>,
+    /// fsync the dump (and its directory) before publishing it, so it
+    /// survives a power loss. Off for on-demand dumps (as gcore and
+    /// procdump); on for the crash tiers.
+    pub durable: bool,
 }
 
 /// What was written.

@@ -2,15 +2,15 @@
 //!
 //! Owns: [`dump_live`] and [`dump_attached`]: attach (or use the caller's
 //! attachment), snapshot, write the dump to a hidden temporary file in the
-//! destination directory, detach, fsync, and publish it under the final
-//! name; and the temporary-file discipline behind them.
+//! destination directory, detach, fsync when `DumpOptions::durable`, and
+//! publish it under the final name; and the temporary-file discipline behind them.
 //!
 //! The temporary file is `.<name>.<pid>.<n>.tmp` next to the destination,
 //! created with `O_EXCL` and mode 0600 (dumps hold secrets). Publishing
 //! without `overwrite` hard-links it to the destination, which fails
 //! atomically if the name exists (on file systems without hard links it
 //! falls back to check-then-rename); with `overwrite` it is renamed over
-//! the destination. Then the directory is fsynced. On any error the
+//! the destination. Then, when durable, the directory is fsynced. On any error the
 //! temporary file is removed, so no half-written file ever appears under
 //! the destination name. (`O_TMPFILE` + `linkat` would avoid the visible
 //! temporary name, but needs `linkat(AT_SYMLINK_FOLLOW)`, which std does
@@ -97,13 +97,17 @@ impl TempDump {
         }
     }
 
-    /// fsync, move to the final name, fsync the directory.
-    fn publish(mut self) -> Result<(), DumpError> {
-        self.file.sync_all().map_err(|source| DumpError::File {
-            what: "fsync",
-            path: self.tmp.clone(),
-            source,
-        })?;
+    /// fsync (when `durable`), move to the final name, fsync the directory
+    /// (when `durable`). Either way the name appears only once the dump is
+    /// complete.
+    fn publish(mut self, durable: bool) -> Result<(), DumpError> {
+        if durable {
+            self.file.sync_all().map_err(|source| DumpError::File {
+                what: "fsync",
+                path: self.tmp.clone(),
+                source,
+            })?;
+        }
         let renamed = |s: &TempDump| {
             std::fs::rename(&s.tmp, &s.dest).map_err(|source| DumpError::File {
                 what: "publish the dump as",
@@ -133,6 +137,9 @@ impl TempDump {
             }
         }
         self.published = true;
+        if !durable {
+            return Ok(());
+        }
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|source| DumpError::File {
@@ -182,7 +189,7 @@ pub fn dump_live(
         pid,
         source,
     })?;
-    tmp.publish()?;
+    tmp.publish(opts.durable)?;
     Ok(stats)
 }
 
@@ -203,7 +210,7 @@ pub fn dump_attached(
         source,
     })?;
     let stats = write_dump(&mut tmp.file, &snap, att.memory(), opts, progress)?;
-    tmp.publish()?;
+    tmp.publish(opts.durable)?;
     Ok(stats)
 }
 
@@ -234,7 +241,7 @@ mod tests {
         let mut t = TempDump::create(&other, false).unwrap();
         t.file.write_all(b"new").unwrap();
         std::fs::write(&other, b"raced").unwrap();
-        assert!(matches!(t.publish(), Err(DumpError::Exists { .. })));
+        assert!(matches!(t.publish(false), Err(DumpError::Exists { .. })));
         assert_eq!(std::fs::read(&other).unwrap(), b"raced");
         assert!(leftovers(d.path()).is_empty());
     }
@@ -245,11 +252,11 @@ mod tests {
         let dest = d.path().join("x.dmp");
         let mut t = TempDump::create(&dest, false).unwrap();
         t.file.write_all(b"one").unwrap();
-        t.publish().unwrap();
+        t.publish(true).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"one");
         let mut t = TempDump::create(&dest, true).unwrap();
         t.file.write_all(b"two").unwrap();
-        t.publish().unwrap();
+        t.publish(false).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"two");
         // Dropped without publishing: nothing is left behind.
         let t = TempDump::create(&d.path().join("z.dmp"), false).unwrap();

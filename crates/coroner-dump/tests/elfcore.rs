@@ -250,6 +250,7 @@ fn options(level: DumpLevel, crash: Option<CrashContext>) -> DumpOptions {
         format: DumpFormat::ElfCore,
         comment: Some("synthetic".into()),
         crash,
+        durable: false,
     }
 }
 

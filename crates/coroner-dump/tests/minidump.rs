@@ -241,6 +241,7 @@ fn write(
         format: DumpFormat::Minidump,
         comment: comment.map(str::to_owned),
         crash,
+        durable: false,
     };
     let stats = write_dump(&mut f, &snap, &mem, &opts, &NoProgress).unwrap();
     assert_eq!(stats.bytes_written, f.metadata().unwrap().len());

@@ -120,7 +120,8 @@ fn child_main(mode: &str) -> ! {
 fn child_entry() {
     match std::env::var(CHILD_ENV) {
         Ok(mode) => child_main(&mode),
-        Err(_) => panic!("child_entry only runs as a child of the other tests"),
+        // Run directly (e.g. `--include-ignored`): nothing to do.
+        Err(_) => eprintln!("child_entry only does something as a child of the other tests"),
     }
 }
 

@@ -32,6 +32,8 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
         },
         comment: args.comment.clone(),
         crash: None,
+        // A dump taken at a crash is the only record of it: make it durable.
+        durable: args.sync || !matches!(args.target, Target::Pid { .. }),
     };
     match &args.target {
         Target::Pid { pid, dest } => {
