@@ -79,7 +79,11 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", coroner_analyze::render_text(&report));
+        let text = coroner_analyze::render_text(&report);
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
