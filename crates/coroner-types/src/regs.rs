@@ -191,9 +191,11 @@ mod tests {
 
     #[test]
     fn bytes_round_trip() {
-        let mut r = UserRegs::default();
-        r.rip = 0x1234;
-        r.gs = 7;
+        let r = UserRegs {
+            rip: 0x1234,
+            gs: 7,
+            ..UserRegs::default()
+        };
         let b = r.to_bytes();
         assert_eq!(b.len(), 216);
         assert_eq!(UserRegs::from_bytes(&b), Some(r));
