@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use serde::Deserialize;
-use std::ffi::OsStr;
 use std::process::Command;
 
 fn stdout_of(args: &[&str]) -> String {
@@ -126,17 +125,7 @@ struct Signature {
 #[test]
 fn analyze_json_schema_and_text() {
     let dir = tempfile::tempdir().unwrap();
-    let crasher = crasher();
-    let out = run_no_core(&[
-        coroner().as_os_str(),
-        OsStr::new("dump"),
-        OsStr::new("-q"),
-        OsStr::new("-e"),
-        OsStr::new("-x"),
-        dir.path().as_os_str(),
-        crasher.as_os_str(),
-        OsStr::new("write-ro"),
-    ]);
+    let out = dump_on_crash(dir.path(), &["-q"], &["write-ro"]);
     assert_eq!(out.status.code(), Some(139));
     let dump = only_file(dir.path());
     let json = stdout_of(&["analyze", "--json", dump.to_str().unwrap()]);

@@ -11,7 +11,6 @@ use coroner_crashers::{
     kind, parse_crashing_line, parse_threads_line, threads_crash_addr, FaultAddr,
 };
 use minidump::{Minidump, MinidumpException, MinidumpThreadList};
-use std::ffi::OsStr;
 
 struct Outcome {
     dump: std::path::PathBuf,
@@ -28,18 +27,7 @@ struct Outcome {
 fn crash(kind_name: &str, format: &str) -> Outcome {
     let k = kind(kind_name).expect("kind");
     let dir = tempfile::tempdir().unwrap();
-    let crasher = crasher();
-    let out = run_no_core(&[
-        coroner().as_os_str(),
-        OsStr::new("dump"),
-        OsStr::new("--format"),
-        OsStr::new(format),
-        OsStr::new("-e"),
-        OsStr::new("-x"),
-        dir.path().as_os_str(),
-        crasher.as_os_str(),
-        OsStr::new(kind_name),
-    ]);
+    let out = dump_on_crash(dir.path(), &["--format", format], &[kind_name]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     // coroner exits as the shell reports the program: 128 + signal.
@@ -229,16 +217,7 @@ fn threads_crash_as_elf_core() {
 #[test]
 fn recovering_handler_is_not_dumped() {
     let dir = tempfile::tempdir().unwrap();
-    let crasher = crasher();
-    let out = run_no_core(&[
-        coroner().as_os_str(),
-        OsStr::new("dump"),
-        OsStr::new("-e"),
-        OsStr::new("-x"),
-        dir.path().as_os_str(),
-        crasher.as_os_str(),
-        OsStr::new("recover"),
-    ]);
+    let out = dump_on_crash(dir.path(), &[], &["recover"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("recovered 3"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no dump");
@@ -248,17 +227,7 @@ fn recovering_handler_is_not_dumped() {
 #[test]
 fn clean_exit_passes_status() {
     let dir = tempfile::tempdir().unwrap();
-    let crasher = crasher();
-    let out = run_no_core(&[
-        coroner().as_os_str(),
-        OsStr::new("dump"),
-        OsStr::new("-e"),
-        OsStr::new("-x"),
-        dir.path().as_os_str(),
-        crasher.as_os_str(),
-        OsStr::new("exit"),
-        OsStr::new("7"),
-    ]);
+    let out = dump_on_crash(dir.path(), &[], &["exit", "7"]);
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -6,25 +6,12 @@ mod common;
 
 use common::*;
 use coroner_crashers::LIVE_MARKER;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Crash `crasher segv-null` under `coroner dump -e -x` in `format`.
 fn crash_dump(dir: &Path, format: &str) -> PathBuf {
-    let crasher = crasher();
-    let out = run_no_core(&[
-        coroner().as_os_str(),
-        OsStr::new("dump"),
-        OsStr::new("-q"),
-        OsStr::new("--format"),
-        OsStr::new(format),
-        OsStr::new("-e"),
-        OsStr::new("-x"),
-        dir.as_os_str(),
-        crasher.as_os_str(),
-        OsStr::new("segv-null"),
-    ]);
+    let out = dump_on_crash(dir, &["-q", "--format", format], &["segv-null"]);
     assert_eq!(out.status.code(), Some(139), "{out:?}");
     only_file(dir)
 }

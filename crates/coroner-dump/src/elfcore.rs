@@ -822,16 +822,10 @@ mod tests {
     use coroner_types::{Perms, Pid, SigInfo, UserRegs};
 
     fn mapping(start: u64, end: u64, perms: &str, name: &str, offset: u64) -> Mapping {
-        let p = perms.as_bytes();
         Mapping {
             start,
             end,
-            perms: Perms {
-                read: p[0] == b'r',
-                write: p[1] == b'w',
-                exec: p[2] == b'x',
-                shared: p[3] == b's',
-            },
+            perms: Perms::from_text(perms.as_bytes()).expect("test perms"),
             offset,
             inode: if name.starts_with('/') { 42 } else { 0 },
             name: name.as_bytes().to_vec(),

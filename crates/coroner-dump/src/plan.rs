@@ -321,16 +321,10 @@ mod tests {
     use coroner_types::{Perms, ThreadRegs, Tid};
 
     fn map(start: u64, end: u64, perms: &str, name: &str, inode: u64) -> Mapping {
-        let p = perms.as_bytes();
         Mapping {
             start,
             end,
-            perms: Perms {
-                read: p[0] == b'r',
-                write: p[1] == b'w',
-                exec: p[2] == b'x',
-                shared: p[3] == b's',
-            },
+            perms: Perms::from_text(perms.as_bytes()).expect("test perms"),
             offset: 0,
             dev_major: 0,
             dev_minor: 0,

@@ -135,16 +135,10 @@ const VDSO: u64 = 0x7ffd_1000_0000;
 const VVAR: u64 = 0x7ffd_0ff0_0000;
 
 fn map(start: u64, len: u64, perms: &str, name: &str, offset: u64) -> Mapping {
-    let p = perms.as_bytes();
     Mapping {
         start,
         end: start + len,
-        perms: Perms {
-            read: p[0] == b'r',
-            write: p[1] == b'w',
-            exec: p[2] == b'x',
-            shared: p[3] == b's',
-        },
+        perms: Perms::from_text(perms.as_bytes()).expect("test perms"),
         offset,
         dev_major: 8,
         dev_minor: 1,

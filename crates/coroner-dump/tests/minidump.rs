@@ -57,16 +57,10 @@ impl MemorySource for SynthMem {
 }
 
 fn mapping(start: u64, len: u64, perms: &str, offset: u64, inode: u64, name: &str) -> Mapping {
-    let p = perms.as_bytes();
     Mapping {
         start,
         end: start + len,
-        perms: Perms {
-            read: p[0] == b'r',
-            write: p[1] == b'w',
-            exec: p[2] == b'x',
-            shared: p[3] == b's',
-        },
+        perms: Perms::from_text(perms.as_bytes()).expect("test perms"),
         offset,
         dev_major: 8,
         dev_minor: 1,

@@ -72,31 +72,7 @@ fn parse_maps_line(line: &[u8], n: usize) -> Result<Mapping, ParseError> {
     if end < start {
         return Err(err(n, "end address below start"));
     }
-    let perms = match perms {
-        [r, w, x, s] => Perms {
-            read: match r {
-                b'r' => true,
-                b'-' => false,
-                _ => return Err(err(n, "bad read permission")),
-            },
-            write: match w {
-                b'w' => true,
-                b'-' => false,
-                _ => return Err(err(n, "bad write permission")),
-            },
-            exec: match x {
-                b'x' => true,
-                b'-' => false,
-                _ => return Err(err(n, "bad exec permission")),
-            },
-            shared: match s {
-                b's' => true,
-                b'p' => false,
-                _ => return Err(err(n, "bad sharing flag")),
-            },
-        },
-        _ => return Err(err(n, "permissions are not 4 characters")),
-    };
+    let perms = Perms::from_text(perms).ok_or(err(n, "bad permissions (want rwxp, r--s, ...)"))?;
     let offset = parse_hex(offset).ok_or(err(n, "bad offset"))?;
     let colon = dev
         .iter()

@@ -12,6 +12,29 @@ pub struct Perms {
 }
 
 impl Perms {
+    /// From the `rwxp` text of `/proc/PID/maps` (each place its letter or
+    /// `-`; the last `s` or `p`). `None` for anything else.
+    pub fn from_text(t: &[u8]) -> Option<Perms> {
+        let flag = |c: u8, yes: u8| match c {
+            _ if c == yes => Some(true),
+            b'-' => Some(false),
+            _ => None,
+        };
+        match *t {
+            [r, w, x, s] => Some(Perms {
+                read: flag(r, b'r')?,
+                write: flag(w, b'w')?,
+                exec: flag(x, b'x')?,
+                shared: match s {
+                    b's' => true,
+                    b'p' => false,
+                    _ => return None,
+                },
+            }),
+            _ => None,
+        }
+    }
+
     /// `rwxp` text.
     pub fn to_text(&self) -> String {
         let mut s = String::with_capacity(4);
@@ -62,5 +85,20 @@ impl Mapping {
             self.name.as_slice(),
             b"[vvar]" | b"[vsyscall]" | b"[vvar_vclock]"
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perms_text_round_trip() {
+        for t in ["rwxp", "r--s", "---p", "-w-p"] {
+            assert_eq!(Perms::from_text(t.as_bytes()).unwrap().to_text(), t);
+        }
+        for bad in ["rwx", "rwxpp", "xwrp", "rwxq", ""] {
+            assert_eq!(Perms::from_text(bad.as_bytes()), None, "{bad}");
+        }
     }
 }

@@ -118,3 +118,23 @@ pub fn only_file(dir: &Path) -> PathBuf {
     );
     files.into_iter().next().unwrap()
 }
+
+/// `coroner dump OPTS -e -x DIR crasher ARGS...` with core files off: the
+/// crasher watched by coroner and dumped into `dir` if it crashes.
+pub fn dump_on_crash(dir: &Path, opts: &[&str], crasher_args: &[&str]) -> Output {
+    let crasher = crasher();
+    let mut args: Vec<&std::ffi::OsStr> = vec![coroner_os(), "dump".as_ref()];
+    args.extend(opts.iter().map(|o| std::ffi::OsStr::new(*o)));
+    args.extend([
+        "-e".as_ref(),
+        "-x".as_ref(),
+        dir.as_os_str(),
+        crasher.as_os_str(),
+    ]);
+    args.extend(crasher_args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    run_no_core(&args)
+}
+
+fn coroner_os() -> &'static std::ffi::OsStr {
+    std::ffi::OsStr::new(env!("CARGO_BIN_EXE_coroner"))
+}
