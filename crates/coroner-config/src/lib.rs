@@ -1,0 +1,1 @@
+//! coroner-config (see Cargo.toml).

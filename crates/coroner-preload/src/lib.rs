@@ -1,0 +1,1 @@
+//! libcoroner.so (see Cargo.toml).

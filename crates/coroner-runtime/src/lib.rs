@@ -1,0 +1,1 @@
+//! coroner-runtime (see Cargo.toml).
