@@ -70,3 +70,19 @@ mod tests {
         assert!(clock_ticks_per_second() >= 1);
     }
 }
+
+/// `getauxval(AT_SECURE) != 0`: the process runs setuid/setgid or with
+/// capabilities gained at exec, so its environment must not be trusted.
+pub fn at_secure() -> bool {
+    // SAFETY: getauxval reads the process's own auxiliary vector, which the
+    // kernel set up before main and never changes; it takes an integer.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+#[cfg(test)]
+mod auxv_tests {
+    #[test]
+    fn tests_do_not_run_setuid() {
+        assert!(!super::at_secure());
+    }
+}
