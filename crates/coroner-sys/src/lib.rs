@@ -86,3 +86,43 @@ mod auxv_tests {
         assert!(!super::at_secure());
     }
 }
+
+/// Set or clear `FD_CLOEXEC` on `fd` (clearing it lets a spawned program
+/// inherit the descriptor, e.g. the report fd `coroner run` hands over).
+pub fn set_cloexec(fd: std::os::fd::BorrowedFd<'_>, cloexec: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFD/F_SETFD on a descriptor `BorrowedFd` keeps open for the
+    // call; they take and return integers only.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if cloexec {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod cloexec_tests {
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn toggles_the_flag() {
+        let f = tempfile::tempfile().unwrap();
+        super::set_cloexec(f.as_fd(), false).unwrap();
+        // SAFETY: F_GETFD on an open descriptor.
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        super::set_cloexec(f.as_fd(), true).unwrap();
+        // SAFETY: as above.
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+    }
+}
