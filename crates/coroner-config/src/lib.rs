@@ -1,1 +1,52 @@
-//! coroner-config (see Cargo.toml).
+//! coroner-config: the AeDebug and LocalDumps model (DESIGN.md
+//! "Configuration", spec §11 and §13.4).
+//!
+//! Owns: the TOML model and its validation ([`Config`], [`parse_str`]), the
+//! `debugger` template ([`DebuggerTemplate`]), loading with precedence and
+//! trust checks ([`Sources`], [`load`]), key editing ([`set_key`]), the
+//! installers with backup and restore ([`install_debugger`],
+//! [`install_dumper`], [`uninstall`]) and `/etc/ld.so.preload` editing
+//! ([`preload_install`], [`preload_uninstall`]).
+//!
+//! Must not: run anything, touch the crash path, or print. The runtime calls
+//! [`Sources::from_environment`] and [`load`] in every process at start, so
+//! loading reads at most two small files and does nothing else costly; the
+//! template is parsed there so the signal handler only copies bytes.
+//!
+//! # Precedence
+//!
+//! 1. `CORONER_CONFIG=<path>` (for tests): a complete configuration that
+//!    replaces everything else. Ignored, with a warning, when `AT_SECURE`.
+//! 2. Otherwise the per-user file `$XDG_CONFIG_HOME/coroner/coroner.toml`
+//!    (default `$HOME/.config/coroner/coroner.toml`) merged over the system
+//!    file `/etc/coroner/coroner.toml` key by key (a key the user sets wins;
+//!    `exclude` lists are replaced, not joined; `[localdumps.apps.NAME]`
+//!    merge per key). The user file is skipped when `AT_SECURE` (setuid
+//!    processes) and when it is group- or world-writable.
+//! 3. Built-in defaults: no debugger, `auto = 1`, no exclusions, 30 s
+//!    debugger timeout, LocalDumps off.
+//!
+//! The system file is used only if it is a regular file owned by root and
+//! not group- or world-writable; otherwise it is ignored with a warning. A
+//! symlink is followed only if the link itself is root-owned and its target
+//! passes the same checks.
+
+mod edit;
+mod error;
+mod install;
+mod load;
+mod model;
+mod preload;
+mod template;
+
+pub use edit::{set_key, show, show_json};
+pub use error::{ConfigError, TemplateError};
+pub use install::{backup_path, install_debugger, install_dumper, uninstall};
+pub use load::{find_in_path, load, Loaded, Sources, SYSTEM_CONFIG};
+pub use model::{
+    glob_match, parse_str, AeDebug, AppOverride, Config, DumpLevel, Effective, EffectiveDumps,
+    LocalDumps, DEFAULT_DEBUGGER_TIMEOUT, DEFAULT_DUMP_COUNT, DEFAULT_DUMP_FOLDER,
+    DEFAULT_DUMP_TIMEOUT,
+};
+pub use preload::{preload_install, preload_uninstall};
+pub use template::{DebuggerTemplate, Piece, POINTER_HEX_DIGITS};
