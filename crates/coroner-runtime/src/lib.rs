@@ -1,1 +1,168 @@
-//! coroner-runtime (see Cargo.toml).
+//! The in-process crash runtime (DESIGN.md "Three ways a crash is caught",
+//! tier 1, live JIT): what DESIGN calls the `coroner` Rust crate
+//! (`coroner::install()`) is this crate, `coroner_runtime::install()`;
+//! `libcoroner.so` (crate `coroner-preload`) is a thin C ABI over it.
+//!
+//! [`install`] loads the configuration, precomputes everything the crash
+//! path needs, and puts `SA_SIGINFO|SA_ONSTACK` handlers in for SIGSEGV,
+//! SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP and SIGSYS, with a guard-paged
+//! alternate stack for the calling thread. On a crash that would kill the
+//! process the handler launches the AeDebug debugger against the live
+//! process (`%ld` pid, `%ld` an inherited eventfd, `%p` the address of a
+//! [`coroner_types::jit::LinuxJitDebugInfo`]), and, when the debugger
+//! declines, runs the LocalDumps dumper, writes a report line, and lets the
+//! signal kill the process as it would have without coroner. The crash
+//! path is the module `crash` (async-signal-safe; see its docs).
+//!
+//! # Report line
+//! When `CORONER_RUN_FD` names an open descriptor at install time (and the
+//! process is not `AT_SECURE`), the crash path writes exactly one line to
+//! it (to a private duplicate, so the program closing the number does not
+//! redirect it):
+//!
+//! ```text
+//! coroner-report v1 pid=<pid> tid=<tid> signal=<n> code=<si_code> addr=0x<hex> reason=<r> debugger=<d> event=<e> dump=<w>
+//! ```
+//! - `addr`: `si_addr` for SIGSEGV/SIGBUS/SIGILL/SIGFPE faults (`si_code` >
+//!   0), otherwise the PC of the signalled thread;
+//! - `reason`: `fault | abort | fail-fast | debug-break | rust-panic`;
+//! - `debugger`: `none` (not configured) `| excluded | declined` (`auto = 0`
+//!   and no yes on the terminal) `| traced` (already attached: it had its
+//!   chance) `| launched | failed` (could not be spawned);
+//! - `event`: `signalled | exited` (debugger exited without signalling, or
+//!   could not be exec'ed) `| timeout` (killed) `| -` (not launched);
+//! - `dump`: `written` (dumper exited 0) `| failed | none` (no LocalDumps,
+//!   or the debugger signalled).
+//!
+//! # Program dispositions
+//! The `sigaction`, `signal`, `sysv_signal`, `bsd_signal` and
+//! `pthread_create` entry points here are what `libcoroner.so` exports as
+//! interposers; see the module `dispositions`. A Rust program that links
+//! this crate and calls [`install`] (no preload) gets no interposition:
+//! handlers already installed (std's SIGSEGV/SIGBUS reporter) are chained
+//! to, and when one resets the disposition to `SIG_DFL` the runtime takes
+//! over again before the fault repeats.
+
+mod altstack;
+mod crash;
+mod dispositions;
+mod plan;
+
+pub use altstack::ALT_STACK_SIZE;
+pub use crash::{Reason, CRASH_SIGNALS};
+pub use dispositions::{
+    pthread_create, sigaction, signal, signal as bsd_signal, sysv_signal, HandlerError,
+    StartRoutine,
+};
+pub use plan::ENV_RUN_FD;
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+/// The first words of the report line.
+pub const REPORT_PREFIX: &str = "coroner-report v1";
+
+/// Why [`install`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The configuration could not be loaded. The handlers ARE installed
+    /// (crashes are still reported on `CORONER_RUN_FD` and re-raised), but
+    /// with no debugger and no LocalDumps.
+    #[error("coroner: configuration not loaded, crash handling without debugger or dumps: {0}")]
+    Config(#[source] coroner_config::ConfigError),
+    /// The signal handlers could not be installed.
+    #[error("coroner: {0}")]
+    Handlers(#[source] HandlerError),
+    /// The calling thread's alternate signal stack could not be set up
+    /// (the handlers are installed; a stack overflow on this thread will
+    /// not reach them).
+    #[error("coroner: alternate signal stack: {0}")]
+    AltStack(#[source] std::io::Error),
+}
+
+/// Installs the crash runtime (idempotent: a second call after success
+/// does nothing and returns `Ok`). See the crate docs.
+pub fn install() -> Result<(), InstallError> {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return Ok(());
+    }
+    let exe = plan::exe_name();
+    let report_fd = plan::report_fd();
+    let sources = coroner_config::Sources::from_environment();
+    let (plan, config_error) = match coroner_config::load(&sources) {
+        Ok(loaded) => {
+            let eff = loaded
+                .config
+                .effective(&exe, cfg!(target_pointer_width = "32"));
+            (
+                plan::plan_from(&exe, &eff, sources.search_path.as_deref(), report_fd),
+                None,
+            )
+        }
+        Err(e) => (plan::empty_plan(&exe, report_fd), Some(e)),
+    };
+    crash::PLAN.store(Box::into_raw(Box::new(plan)), Ordering::Release);
+    let stack = altstack::give_current_thread();
+    dispositions::install_handlers().map_err(InstallError::Handlers)?;
+    set_panic_hook();
+    *done = true;
+    if let Some(e) = config_error {
+        return Err(InstallError::Config(e));
+    }
+    stack.map(|_| ()).map_err(InstallError::AltStack)
+}
+
+/// Records `rust-panic` as the reason of a SIGABRT that follows a panic
+/// (`panic = abort`, or a panic that cannot unwind), then runs the previous
+/// hook. A panic caught by `catch_unwind` leaves the mark, so a later
+/// unrelated abort is reported as `rust-panic` too.
+fn set_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        crash::REASON_HINT.store(Reason::RustPanic as u8, Ordering::Release);
+        previous(info)
+    }));
+}
+
+/// Whether [`install`] has put the handlers in.
+pub fn is_installed() -> bool {
+    dispositions::ACTIVE.load(Ordering::Acquire)
+}
+
+/// DebugBreak: raises SIGTRAP on the calling thread. An attached debugger
+/// breaks; without one the handler runs the JIT steps with reason
+/// `debug-break` (a debugger that attaches and signals sees the SIGTRAP
+/// again and can continue; otherwise the process dies by SIGTRAP, as
+/// DebugBreak without a debugger ends a Windows process).
+pub fn debug_break() {
+    crash::REASON_HINT.store(Reason::DebugBreak as u8, Ordering::Release);
+    crash::raise_unblocked(libc::SIGTRAP);
+}
+
+/// Debugger.Launch: starts the configured debugger now against this
+/// process, with a JIT block for the calling thread (its `getcontext`
+/// registers and a synthetic SIGTRAP/`SI_USER` siginfo). Returns true once
+/// it attached and signalled the event (or if a debugger is attached
+/// already); false when none is configured, the executable is excluded,
+/// the user declined, it exited or timed out, or a crash is being handled.
+pub fn launch_debugger() -> bool {
+    is_installed() && crash::launch_from_here()
+}
+
+/// FailFast: writes `message` to stderr and goes straight to the JIT and
+/// LocalDumps steps with reason `fail-fast`, skipping the program's own
+/// SIGABRT handler; the process then dies by SIGABRT. Never returns.
+pub fn fail_fast(message: &str) -> ! {
+    crash::write_all(2, message.as_bytes());
+    crash::write_all(2, b"\n");
+    if is_installed() {
+        crash::REASON_HINT.store(Reason::FailFast as u8, Ordering::Release);
+        crash::force_ours(libc::SIGABRT);
+        crash::raise_unblocked(libc::SIGABRT);
+    }
+    crash::set_default(libc::SIGABRT);
+    crash::raise_unblocked(libc::SIGABRT);
+    std::process::abort()
+}

@@ -1,0 +1,148 @@
+//! Guard-paged alternate signal stacks (STYLE.md 7): one per thread, so a
+//! stack overflow can still run the handler. The calling thread of
+//! `install` gets one; every thread started through the interposed
+//! `pthread_create` gets one at its start, freed by a thread-specific-data
+//! destructor when it exits. A thread that already has an alternate stack
+//! (the program's, or std's) keeps it. Not the crash path.
+
+use std::io;
+use std::sync::OnceLock;
+
+/// Usable size of each alternate stack (below it: one PROT_NONE guard page).
+pub const ALT_STACK_SIZE: usize = 64 * 1024;
+
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the process.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+/// The key whose destructor frees a thread's stack.
+fn key() -> Option<libc::pthread_key_t> {
+    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+    *KEY.get_or_init(|| {
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: `k` is a live out-pointer; `free_stack` has the
+        // destructor signature.
+        (unsafe { libc::pthread_key_create(&mut k, Some(free_stack)) } == 0).then_some(k)
+    })
+}
+
+/// The calling thread's current alternate stack, if enabled.
+pub fn current() -> Option<libc::stack_t> {
+    // SAFETY: all-zero is a valid stack_t; query only.
+    let mut cur: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: query only; `cur` is a live out-pointer.
+    if unsafe { libc::sigaltstack(std::ptr::null(), &mut cur) } != 0 {
+        return None;
+    }
+    (cur.ss_flags & libc::SS_DISABLE == 0).then_some(cur)
+}
+
+/// Gives the calling thread a guard-paged alternate stack unless it has
+/// one. Returns the mapping's base (guard page included) when it made one.
+pub(crate) fn give_current_thread() -> io::Result<Option<*mut libc::c_void>> {
+    if current().is_some() {
+        return Ok(None);
+    }
+    let page = page_size();
+    let total = ALT_STACK_SIZE + page;
+    // SAFETY: a fresh anonymous private mapping; no existing memory touched.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the lowest page of the mapping made above (stacks grow down:
+    // an overflow of the alternate stack hits it).
+    let guarded = unsafe { libc::mprotect(base, page, libc::PROT_NONE) } == 0;
+    let st = libc::stack_t {
+        // SAFETY: `page` is inside the mapping of `total` bytes.
+        ss_sp: unsafe { base.cast::<u8>().add(page) }.cast(),
+        ss_flags: 0,
+        ss_size: ALT_STACK_SIZE,
+    };
+    // SAFETY: `st` describes memory we own for the thread's lifetime.
+    if !guarded || unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) } != 0 {
+        let e = io::Error::last_os_error();
+        // SAFETY: the mapping made above, not in use.
+        unsafe { libc::munmap(base, total) };
+        return Err(e);
+    }
+    Ok(Some(base))
+}
+
+/// At thread start (interposed `pthread_create`): a stack, freed at exit.
+pub(crate) fn give_this_thread() {
+    let Some(k) = key() else { return };
+    if let Ok(Some(base)) = give_current_thread() {
+        // SAFETY: `k` is a created key; the value is our mapping's base.
+        unsafe { libc::pthread_setspecific(k, base) };
+    }
+}
+
+/// Key destructor: disables the thread's alternate stack if it is still
+/// ours, then unmaps it.
+extern "C" fn free_stack(base: *mut libc::c_void) {
+    let page = page_size();
+    if let Some(cur) = current() {
+        if cur.ss_sp as usize == base as usize + page {
+            let off = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disabling; the thread is exiting and not on it.
+            unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) };
+        }
+    }
+    // SAFETY: `base` is the mapping give_current_thread made for this
+    // thread, no longer installed as its alternate stack.
+    unsafe { libc::munmap(base, ALT_STACK_SIZE + page) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_gets_a_guarded_stack_once() {
+        std::thread::spawn(|| {
+            // A fresh test thread: replace whatever it has with ours.
+            let off = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disabling this thread's alternate stack.
+            unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) };
+            let base = give_current_thread().unwrap().expect("made one");
+            let cur = current().unwrap();
+            assert_eq!(cur.ss_size, ALT_STACK_SIZE);
+            assert_eq!(cur.ss_sp as usize, base as usize + page_size());
+            // The guard page is PROT_NONE in /proc/self/maps.
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let guard = format!("{:x}-", base as usize);
+            let line = maps.lines().find(|l| l.starts_with(&guard)).unwrap();
+            assert!(line.contains(" ---p "), "{line}");
+            // Already has one: nothing new.
+            assert!(give_current_thread().unwrap().is_none());
+            free_stack(base);
+            assert!(current().is_none());
+        })
+        .join()
+        .unwrap();
+    }
+}

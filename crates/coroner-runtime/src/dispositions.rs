@@ -1,0 +1,344 @@
+//! The program's signal dispositions (STYLE.md 8, "chain, don't
+//! replace"), behind the interposed `sigaction`/`signal` family, and the
+//! `pthread_create` wrapper that gives each thread its alternate stack.
+//! Not the crash path: these run in normal context (a `sigaction` called
+//! from a signal handler is covered by blocking signals around the lock).
+//!
+//! For the seven crash signals:
+//! - the program's own handler goes into the kernel as is (nothing of
+//!   coroner between the signal and it);
+//! - `SIG_DFL` puts our handler in, which stands in for the default action;
+//! - `SIG_IGN` puts our handler in, which drops asynchronous deliveries and
+//!   treats synchronous faults as fatal (the kernel forces those);
+//! - a query returns what the program set, never ours.
+//!
+//! Other signals go straight to libc.
+
+use crate::altstack;
+use crate::crash::{
+    self, on_signal, raw_sigaction, slot_of, KernelSigaction, CRASH_SIGNALS, PROGRAM_FLAGS,
+    PROGRAM_HANDLER, WISH, WISH_DFL, WISH_HANDLER, WISH_IGN,
+};
+use libc::{c_int, c_void, pthread_attr_t, pthread_t, sighandler_t};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+/// The start routine `pthread_create` takes.
+pub type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
+type PthreadCreateFn =
+    unsafe extern "C" fn(*mut pthread_t, *const pthread_attr_t, StartRoutine, *mut c_void) -> c_int;
+
+static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
+static REAL_PTHREAD_CREATE: AtomicUsize = AtomicUsize::new(0);
+
+/// The program's wishes as it set them (what queries return), per slot of
+/// `CRASH_SIGNALS`; `None` before `install` read the kernel's.
+static WISHES: Mutex<[Option<libc::sigaction>; 7]> = Mutex::new([None; 7]);
+
+/// Set (under the `WISHES` lock) once `install` has put our handlers in.
+pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// The next definition of `name` after this object (libc's), looked up once.
+fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+    let cached = cache.load(Ordering::Acquire);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; it returns
+    // null or the address of the next definition after this object.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    cache.store(p, Ordering::Release);
+    p
+}
+
+fn real_sigaction() -> io::Result<SigactionFn> {
+    match next_symbol(&REAL_SIGACTION, c"sigaction") {
+        0 => Err(io::Error::other(
+            "dlsym(RTLD_NEXT, \"sigaction\") found nothing",
+        )),
+        // SAFETY: the next `sigaction` after us is libc's, with this
+        // signature.
+        p => Ok(unsafe { std::mem::transmute::<usize, SigactionFn>(p) }),
+    }
+}
+
+fn real_pthread_create() -> io::Result<PthreadCreateFn> {
+    match next_symbol(&REAL_PTHREAD_CREATE, c"pthread_create") {
+        0 => Err(io::Error::other(
+            "dlsym(RTLD_NEXT, \"pthread_create\") found nothing",
+        )),
+        // SAFETY: the next `pthread_create` after us is libc's, with this
+        // signature.
+        p => Ok(unsafe { std::mem::transmute::<usize, PthreadCreateFn>(p) }),
+    }
+}
+
+/// The `WISHES` lock with every signal blocked on this thread, so a
+/// handler calling `sigaction` cannot interrupt the holder and deadlock.
+struct Locked {
+    guard: MutexGuard<'static, [Option<libc::sigaction>; 7]>,
+    old_mask: u64,
+}
+
+fn lock() -> Locked {
+    let all: u64 = !0;
+    let mut old_mask: u64 = 0;
+    // SAFETY: 8-byte kernel sigsets on this stack frame.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK,
+            &all as *const u64,
+            &mut old_mask as *mut u64,
+            8usize,
+        )
+    };
+    let guard = WISHES.lock().unwrap_or_else(|e| e.into_inner());
+    Locked { guard, old_mask }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `lock`, an 8-byte kernel sigset.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &self.old_mask as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+    }
+}
+
+fn our_action() -> libc::sigaction {
+    // SAFETY: all-zero is a valid sigaction (empty mask, no flags).
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = on_signal as *const () as usize;
+    act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    act
+}
+
+/// Puts our handler in the kernel for `sig`.
+fn install_ours(real: SigactionFn, sig: c_int) -> io::Result<()> {
+    let act = our_action();
+    // SAFETY: `act` is a valid sigaction; no old action wanted.
+    if unsafe { real(sig, &act, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Records `wish` for `slot` where the crash path reads it.
+fn publish(slot: usize, wish: &libc::sigaction) {
+    let h = wish.sa_sigaction;
+    PROGRAM_HANDLER[slot].store(h, Ordering::Release);
+    PROGRAM_FLAGS[slot].store(wish.sa_flags, Ordering::Release);
+    let kind = match h {
+        libc::SIG_DFL => WISH_DFL,
+        libc::SIG_IGN => WISH_IGN,
+        _ => WISH_HANDLER,
+    };
+    WISH[slot].store(kind, Ordering::Release);
+}
+
+/// Why `install` could not put the handlers in.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// libc's own function could not be found behind the interposer.
+    #[error("finding libc's {0}: {1}")]
+    Symbol(&'static str, #[source] io::Error),
+    /// sigaction refused our handler.
+    #[error("installing the handler for signal {signal}: {source}")]
+    Sigaction {
+        signal: c_int,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reads the kernel's current dispositions as the program's wishes and puts
+/// our handler in for each crash signal (in front of a handler found there:
+/// one installed before us, not through the interposer, is chained to).
+pub(crate) fn install_handlers() -> Result<(), HandlerError> {
+    let real = real_sigaction().map_err(|e| HandlerError::Symbol("sigaction", e))?;
+    real_pthread_create().map_err(|e| HandlerError::Symbol("pthread_create", e))?;
+    let mut locked = lock();
+    if ACTIVE.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    for (slot, &sig) in CRASH_SIGNALS.iter().enumerate() {
+        // SAFETY: all-zero is a valid sigaction to receive the old one.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: query only; `old` is a live out-pointer.
+        if unsafe { real(sig, std::ptr::null(), &mut old) } != 0 {
+            return Err(HandlerError::Sigaction {
+                signal: sig,
+                source: io::Error::last_os_error(),
+            });
+        }
+        publish(slot, &old);
+        locked.guard[slot] = Some(old);
+        install_ours(real, sig).map_err(|source| HandlerError::Sigaction {
+            signal: sig,
+            source,
+        })?;
+        if slot == 0 {
+            let mut k = KernelSigaction::default();
+            // SAFETY: query only; `k` is a live out-pointer in the kernel's
+            // layout.
+            unsafe { raw_sigaction(sig, std::ptr::null(), &mut k) };
+            crash::set_our_action(k);
+        }
+    }
+    ACTIVE.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// The interposed `sigaction(2)`: see the module docs.
+///
+/// # Safety
+/// As libc's `sigaction`: `act` and `oldact` are null or valid pointers.
+pub unsafe fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    oldact: *mut libc::sigaction,
+) -> c_int {
+    let real = match real_sigaction() {
+        Ok(r) => r,
+        Err(_) => {
+            // SAFETY: this thread's errno slot.
+            unsafe { *libc::__errno_location() = libc::ENOSYS };
+            return -1;
+        }
+    };
+    let Some(slot) = slot_of(sig) else {
+        // SAFETY: forwarded as the caller gave them.
+        return unsafe { real(sig, act, oldact) };
+    };
+    let mut locked = lock();
+    if !ACTIVE.load(Ordering::Acquire) {
+        drop(locked);
+        // SAFETY: forwarded as the caller gave them.
+        return unsafe { real(sig, act, oldact) };
+    }
+    let previous = locked.guard[slot];
+    if !act.is_null() {
+        // SAFETY: the caller passes a valid sigaction.
+        let new = unsafe { *act };
+        let ok = match new.sa_sigaction {
+            libc::SIG_DFL | libc::SIG_IGN => {
+                publish(slot, &new);
+                install_ours(real, sig).is_ok()
+            }
+            _ => {
+                // The handler first, so ours (still in the kernel until the
+                // next line) chains to it in the meantime.
+                publish(slot, &new);
+                // SAFETY: the program's own action, as it gave it.
+                unsafe { real(sig, &new, std::ptr::null_mut()) == 0 }
+            }
+        };
+        if !ok {
+            if let Some(p) = previous {
+                publish(slot, &p);
+            }
+            return -1;
+        }
+        locked.guard[slot] = Some(new);
+    }
+    if !oldact.is_null() {
+        if let Some(p) = previous {
+            // SAFETY: the caller passes a writable sigaction.
+            unsafe { *oldact = p };
+        }
+    }
+    0
+}
+
+unsafe fn signal_with(
+    sig: c_int,
+    handler: sighandler_t,
+    flags: c_int,
+    mask_self: bool,
+) -> sighandler_t {
+    // SAFETY: all-zero is a valid sigaction (empty mask).
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = handler;
+    act.sa_flags = flags;
+    // SAFETY: `act.sa_mask` is a live sigset; sigaddset validates `sig`.
+    if mask_self && unsafe { libc::sigaddset(&mut act.sa_mask, sig) } != 0 {
+        return libc::SIG_ERR;
+    }
+    // SAFETY: all-zero is a valid sigaction to receive the old one.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both point to live sigactions on this frame.
+    if unsafe { sigaction(sig, &act, &mut old) } != 0 {
+        return libc::SIG_ERR;
+    }
+    old.sa_sigaction
+}
+
+/// The interposed `signal(3)` (glibc's BSD semantics: `SA_RESTART`, the
+/// signal blocked in its handler); also `bsd_signal`.
+///
+/// # Safety
+/// As libc's `signal`: `handler` is SIG_DFL, SIG_IGN or a function.
+pub unsafe fn signal(sig: c_int, handler: sighandler_t) -> sighandler_t {
+    // SAFETY: forwarded precondition.
+    unsafe { signal_with(sig, handler, libc::SA_RESTART, true) }
+}
+
+/// The interposed `sysv_signal(3)`: one-shot, not blocked in its handler.
+///
+/// # Safety
+/// As libc's `sysv_signal`.
+pub unsafe fn sysv_signal(sig: c_int, handler: sighandler_t) -> sighandler_t {
+    // SAFETY: forwarded precondition.
+    unsafe { signal_with(sig, handler, libc::SA_RESETHAND | libc::SA_NODEFER, false) }
+}
+
+struct Start {
+    routine: StartRoutine,
+    arg: *mut c_void,
+}
+
+extern "C" fn thread_start(p: *mut c_void) -> *mut c_void {
+    // SAFETY: `p` is the Box<Start> leaked by `pthread_create` below, handed
+    // to exactly this thread.
+    let start = unsafe { Box::from_raw(p.cast::<Start>()) };
+    altstack::give_this_thread();
+    (start.routine)(start.arg)
+}
+
+/// The interposed `pthread_create(3)`: the new thread first gets its own
+/// guard-paged alternate signal stack (freed when it exits).
+///
+/// # Safety
+/// As libc's `pthread_create`.
+pub unsafe fn pthread_create(
+    thread: *mut pthread_t,
+    attr: *const pthread_attr_t,
+    routine: StartRoutine,
+    arg: *mut c_void,
+) -> c_int {
+    let Ok(real) = real_pthread_create() else {
+        return libc::ENOSYS;
+    };
+    if !ACTIVE.load(Ordering::Acquire) {
+        // SAFETY: forwarded as the caller gave them.
+        return unsafe { real(thread, attr, routine, arg) };
+    }
+    let start = Box::into_raw(Box::new(Start { routine, arg }));
+    // SAFETY: forwarded arguments; our start routine takes the box.
+    let r = unsafe { real(thread, attr, thread_start, start.cast()) };
+    if r != 0 {
+        // SAFETY: the thread was not created, so the box is still ours.
+        drop(unsafe { Box::from_raw(start) });
+    }
+    r
+}
