@@ -144,7 +144,8 @@ pub fn show(loaded: &Loaded) -> String {
 
 /// The whole [`Loaded`] (config, warnings, origins) as pretty JSON.
 pub fn show_json(loaded: &Loaded) -> String {
-    serde_json::to_string_pretty(loaded).unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
+    serde_json::to_string_pretty(loaded)
+        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
 }
 
 /// The file's text, `None` if it does not exist.
@@ -234,12 +235,18 @@ mod tests {
         set_key(&p, "localdumps.apps.myserver.type", "full").unwrap();
         set_key(&p, "aedebug.exclude", "[\"Xorg\", \"gnome-*\"]").unwrap();
         let text = fs::read_to_string(&p).unwrap();
-        assert!(text.contains("[localdumps.apps.myserver]\ntype = \"full\""), "{text}");
+        assert!(
+            text.contains("[localdumps.apps.myserver]\ntype = \"full\""),
+            "{text}"
+        );
         assert!(!text.contains("[localdumps]\n"), "implicit parents: {text}");
         let c = parse_str(&text, &p).unwrap();
         assert_eq!(c.aedebug.exclude, ["Xorg", "gnome-*"]);
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o644);
-        assert_eq!(fs::metadata(p.parent().unwrap()).unwrap().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(p.parent().unwrap()).unwrap().mode() & 0o777,
+            0o755
+        );
         // Quoted key segments.
         set_key(&p, "localdumps.apps.\"my.app\".count", "4").unwrap();
         let c = parse_str(&fs::read_to_string(&p).unwrap(), &p).unwrap();
@@ -260,7 +267,10 @@ mod tests {
         ] {
             assert!(set_key(&p, k, v).is_err(), "{k} = {v}");
         }
-        assert!(matches!(set_key(&p, "a..b", "1"), Err(ConfigError::BadKey { .. })));
+        assert!(matches!(
+            set_key(&p, "a..b", "1"),
+            Err(ConfigError::BadKey { .. })
+        ));
         assert_eq!(fs::read_to_string(&p).unwrap(), "[aedebug]\nauto = 1\n");
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
@@ -280,7 +290,11 @@ mod tests {
     fn show_renders_the_effective_config_as_toml_and_json() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        fs::write(&p, "[aedebug]\ndebugger = \"gdb -p %ld\"\n[localdumps.apps.x]\ntype = \"-ma\"\n").unwrap();
+        fs::write(
+            &p,
+            "[aedebug]\ndebugger = \"gdb -p %ld\"\n[localdumps.apps.x]\ntype = \"-ma\"\n",
+        )
+        .unwrap();
         let loaded = load(&Sources {
             system: dir.path().join("none"),
             user: None,

@@ -64,7 +64,10 @@ struct KeyBackup {
 /// The sidecar backup file for the config at `config`:
 /// `<config>.coroner-backup`.
 pub fn backup_path(config: &Path) -> PathBuf {
-    let mut name = config.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = config
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".coroner-backup");
     config.with_file_name(name)
 }
@@ -77,7 +80,10 @@ pub fn install_debugger(
     coroner_exe: &Path,
     keystring: Option<&str>,
 ) -> Result<String, ConfigError> {
-    let mut debugger = format!("{} dbg -p %ld -e %ld -g", quote_path("coroner", coroner_exe)?);
+    let mut debugger = format!(
+        "{} dbg -p %ld -e %ld -g",
+        quote_path("coroner", coroner_exe)?
+    );
     if let Some(k) = keystring.filter(|k| !k.trim().is_empty()) {
         debugger.push(' ');
         debugger.push_str(k);
@@ -207,7 +213,10 @@ fn install(path: &Path, debugger: &str) -> Result<String, ConfigError> {
     let mut keys = Vec::new();
     let mut shown = Vec::new();
     for table in &tables {
-        for (name, value) in [("debugger", Value::from(debugger)), ("auto", Value::from(1i64))] {
+        for (name, value) in [
+            ("debugger", Value::from(debugger)),
+            ("auto", Value::from(1i64)),
+        ] {
             let key = format!("{table}.{name}");
             let old = set_in_doc(&mut doc, &dotted(&key), value.clone()).map_err(|message| {
                 ConfigError::BadKey {
@@ -215,7 +224,10 @@ fn install(path: &Path, debugger: &str) -> Result<String, ConfigError> {
                     message,
                 }
             })?;
-            let previous = match keep.as_ref().and_then(|b| b.keys.iter().find(|k| k.key == key)) {
+            let previous = match keep
+                .as_ref()
+                .and_then(|b| b.keys.iter().find(|k| k.key == key))
+            {
                 Some(k) => k.previous.clone(),
                 None => old.as_ref().map(norm),
             };
@@ -292,7 +304,10 @@ pub fn uninstall(path: &Path) -> Result<String, ConfigError> {
         let msg = match &b.original {
             Some(original) => {
                 write_atomic(path, original.as_bytes())?;
-                format!("Restored {} as it was before the install.\n", path.display())
+                format!(
+                    "Restored {} as it was before the install.\n",
+                    path.display()
+                )
             }
             None => {
                 remove(path)?;
@@ -308,8 +323,8 @@ pub fn uninstall(path: &Path) -> Result<String, ConfigError> {
     let mut doc = parse_doc(&current, path)?;
     if !is_ours(&doc, &b) {
         remove(&bpath)?;
-        let now = get_in_doc(&doc, &dotted("aedebug.debugger"))
-            .map_or_else(|| "absent".to_owned(), norm);
+        let now =
+            get_in_doc(&doc, &dotted("aedebug.debugger")).map_or_else(|| "absent".to_owned(), norm);
         return Ok(format!(
             "The debugger in {} was changed since the install (now {now}); left as is. Backup dropped.\n",
             path.display()
@@ -320,7 +335,10 @@ pub fn uninstall(path: &Path) -> Result<String, ConfigError> {
         let keys = dotted(&k.key);
         let now = get_in_doc(&doc, &keys).map(norm);
         if now.as_deref() != Some(k.installed.as_str()) {
-            msg.push_str(&format!("  {} changed since the install; left as is\n", k.key));
+            msg.push_str(&format!(
+                "  {} changed since the install; left as is\n",
+                k.key
+            ));
             continue;
         }
         match &k.previous {
@@ -417,7 +435,13 @@ mod tests {
     #[test]
     fn install_dumper_quotes_paths_and_takes_the_level() {
         let t = scratch(None);
-        install_dumper(&t.cfg, Path::new("/opt/my tools/coroner"), Path::new("/var/crash/my dumps"), Some("-ma")).unwrap();
+        install_dumper(
+            &t.cfg,
+            Path::new("/opt/my tools/coroner"),
+            Path::new("/var/crash/my dumps"),
+            Some("-ma"),
+        )
+        .unwrap();
         let d = config(&t).aedebug.debugger.unwrap();
         assert_eq!(
             d.as_str(),
@@ -426,7 +450,10 @@ mod tests {
         assert_eq!(d.expand(1, 2, 3)[5], "/var/crash/my dumps");
         install_dumper(&t.cfg, Path::new(EXE), Path::new("/d/100%"), None).unwrap();
         let d = config(&t).aedebug.debugger.unwrap();
-        assert_eq!(d.as_str(), "/usr/bin/coroner dump -accepteula -j '/d/100%%' %ld %ld %p");
+        assert_eq!(
+            d.as_str(),
+            "/usr/bin/coroner dump -accepteula -j '/d/100%%' %ld %ld %p"
+        );
         assert_eq!(d.expand(1, 2, 3)[4], "/d/100%");
         assert!(matches!(
             install_dumper(&t.cfg, Path::new(EXE), Path::new("rel"), None),
@@ -461,7 +488,9 @@ mod tests {
 
     #[test]
     fn install_sets_the_i386_key_when_it_exists() {
-        let t = scratch(Some("[aedebug]\n[aedebug.i386]\ndebugger = 'x32 %ld'\nauto = 0\n"));
+        let t = scratch(Some(
+            "[aedebug]\n[aedebug.i386]\ndebugger = 'x32 %ld'\nauto = 0\n",
+        ));
         let msg = install_debugger(&t.cfg, Path::new(EXE), None).unwrap();
         assert!(msg.contains("[aedebug.i386]"), "{msg}");
         let c = config(&t);
@@ -476,7 +505,12 @@ mod tests {
         install_debugger(&t.cfg, Path::new(EXE), None).unwrap();
         let msg = install_dumper(&t.cfg, Path::new(EXE), Path::new("/dumps"), None).unwrap();
         assert!(msg.starts_with("already installed; updated"), "{msg}");
-        assert!(config(&t).aedebug.debugger.unwrap().as_str().contains(" dump "));
+        assert!(config(&t)
+            .aedebug
+            .debugger
+            .unwrap()
+            .as_str()
+            .contains(" dump "));
         uninstall(&t.cfg).unwrap();
         assert_eq!(fs::read_to_string(&t.cfg).unwrap(), WITH_COMMENTS);
         let msg = uninstall(&t.cfg).unwrap();
@@ -491,7 +525,11 @@ mod tests {
         crate::set_key(&t.cfg, "localdumps.count", "9").unwrap();
         let msg = uninstall(&t.cfg).unwrap();
         let text = fs::read_to_string(&t.cfg).unwrap();
-        assert_eq!(text, WITH_COMMENTS.replace("count = 4", "count = 9"), "{msg}");
+        assert_eq!(
+            text,
+            WITH_COMMENTS.replace("count = 4", "count = 9"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -501,7 +539,10 @@ mod tests {
         crate::set_key(&t.cfg, "localdumps.count", "9").unwrap();
         let msg = uninstall(&t.cfg).unwrap();
         assert!(msg.contains("aedebug.debugger removed"), "{msg}");
-        assert_eq!(fs::read_to_string(&t.cfg).unwrap(), "[localdumps]\ncount = 9\n");
+        assert_eq!(
+            fs::read_to_string(&t.cfg).unwrap(),
+            "[localdumps]\ncount = 9\n"
+        );
     }
 
     #[test]
@@ -514,7 +555,9 @@ mod tests {
         assert!(msg.contains("changed since the install"), "{msg}");
         assert_eq!(fs::read_to_string(&t.cfg).unwrap(), before);
         assert!(!backup_path(&t.cfg).exists());
-        assert!(uninstall(&t.cfg).unwrap().starts_with("nothing to uninstall"));
+        assert!(uninstall(&t.cfg)
+            .unwrap()
+            .starts_with("nothing to uninstall"));
     }
 
     #[test]

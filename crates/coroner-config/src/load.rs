@@ -107,10 +107,9 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
             Ok(Some(text)) => texts.push((text, &sources.system)),
             Ok(None) => {}
             Err(Untrusted::Io(e)) => return Err(e),
-            Err(Untrusted::Why(why)) => warnings.push(format!(
-                "ignoring {}: {why}",
-                sources.system.display()
-            )),
+            Err(Untrusted::Why(why)) => {
+                warnings.push(format!("ignoring {}: {why}", sources.system.display()))
+            }
         }
         if let Some(user) = &sources.user {
             match read_user(user) {
@@ -146,9 +145,7 @@ pub fn find_in_path(name: &str, search_path: &std::ffi::OsStr) -> Option<PathBuf
     std::env::split_paths(search_path)
         .filter(|d| d.is_absolute())
         .map(|d| d.join(name))
-        .find(|p| {
-            fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 enum Untrusted {
@@ -236,7 +233,10 @@ fn read_trusted(path: &Path, owner: u32) -> Result<Option<String>, Untrusted> {
     })?;
     check_mode(&m)?;
     if m.uid() != owner {
-        return Err(Untrusted::Why(format!("owned by uid {}, not {owner}", m.uid())));
+        return Err(Untrusted::Why(format!(
+            "owned by uid {}, not {owner}",
+            m.uid()
+        )));
     }
     read_capped(Ok(file), path).map(Some).map_err(Untrusted::Io)
 }
@@ -306,7 +306,10 @@ mod tests {
         let user = s.file("user.toml", USER, 0o600);
         let l = load(&s.sources(&sys, Some(&user), None)).unwrap();
         let c = &l.config;
-        assert_eq!(c.aedebug.debugger.as_ref().unwrap().as_str(), "sysdbg -p %ld");
+        assert_eq!(
+            c.aedebug.debugger.as_ref().unwrap().as_str(),
+            "sysdbg -p %ld"
+        );
         assert!(c.aedebug.auto, "user's auto wins");
         assert_eq!(c.aedebug.exclude, ["Xorg"]);
         let ld = c.localdumps.as_ref().unwrap();
@@ -349,9 +352,16 @@ mod tests {
         let l = load(&s.sources(&sys, None, None)).unwrap();
         assert!(l.config.aedebug.debugger.is_none());
         assert_eq!(l.warnings.len(), 1);
-        assert!(l.warnings[0].contains("group- or world-writable"), "{:?}", l.warnings);
+        assert!(
+            l.warnings[0].contains("group- or world-writable"),
+            "{:?}",
+            l.warnings
+        );
         let world = s.file("w.toml", SYSTEM, 0o646);
-        assert_eq!(load(&s.sources(&world, None, None)).unwrap().warnings.len(), 1);
+        assert_eq!(
+            load(&s.sources(&world, None, None)).unwrap().warnings.len(),
+            1
+        );
     }
 
     #[test]
@@ -415,23 +425,40 @@ mod tests {
     fn sources_from_vars_follow_xdg_and_home() {
         let s = Sources::from_vars(vars(&[("HOME", "/home/u"), ("PATH", "/bin")]), false);
         assert_eq!(s.system, Path::new(SYSTEM_CONFIG));
-        assert_eq!(s.user.as_deref(), Some(Path::new("/home/u/.config/coroner/coroner.toml")));
+        assert_eq!(
+            s.user.as_deref(),
+            Some(Path::new("/home/u/.config/coroner/coroner.toml"))
+        );
         assert_eq!(s.env_override, None);
         let s = Sources::from_vars(
-            vars(&[("HOME", "/home/u"), ("XDG_CONFIG_HOME", "/x"), ("CORONER_CONFIG", "/t.toml")]),
+            vars(&[
+                ("HOME", "/home/u"),
+                ("XDG_CONFIG_HOME", "/x"),
+                ("CORONER_CONFIG", "/t.toml"),
+            ]),
             false,
         );
-        assert_eq!(s.user.as_deref(), Some(Path::new("/x/coroner/coroner.toml")));
+        assert_eq!(
+            s.user.as_deref(),
+            Some(Path::new("/x/coroner/coroner.toml"))
+        );
         assert_eq!(s.env_override.as_deref(), Some(Path::new("/t.toml")));
         let s = Sources::from_vars(vars(&[("HOME", "/h"), ("XDG_CONFIG_HOME", "rel")]), false);
-        assert_eq!(s.user.as_deref(), Some(Path::new("/h/.config/coroner/coroner.toml")));
+        assert_eq!(
+            s.user.as_deref(),
+            Some(Path::new("/h/.config/coroner/coroner.toml"))
+        );
         assert_eq!(Sources::from_vars(vars(&[]), false).user, None);
     }
 
     #[test]
     fn at_secure_ignores_user_file_env_override_and_path() {
         let s = Sources::from_vars(
-            vars(&[("HOME", "/home/u"), ("CORONER_CONFIG", "/t.toml"), ("PATH", "/bin")]),
+            vars(&[
+                ("HOME", "/home/u"),
+                ("CORONER_CONFIG", "/t.toml"),
+                ("PATH", "/bin"),
+            ]),
             true,
         );
         assert_eq!((s.user.as_ref(), s.env_override.as_ref()), (None, None));
@@ -452,8 +479,11 @@ mod tests {
         // whenever HOME is set.
         let s = Sources::from_environment();
         assert!(s.notes.is_empty());
-        assert_eq!(s.user.is_some(), std::env::var_os("HOME").is_some_and(|h| !h.is_empty())
-            || std::env::var_os("XDG_CONFIG_HOME").is_some_and(|h| Path::new(&h).is_absolute()));
+        assert_eq!(
+            s.user.is_some(),
+            std::env::var_os("HOME").is_some_and(|h| !h.is_empty())
+                || std::env::var_os("XDG_CONFIG_HOME").is_some_and(|h| Path::new(&h).is_absolute())
+        );
     }
 
     #[test]
@@ -466,7 +496,8 @@ mod tests {
         fs::set_permissions(&exe, Permissions::from_mode(0o755)).unwrap();
         let env = s.file("env.toml", "[localdumps]\n", 0o644);
         let mut src = s.sources(Path::new("/nonexistent"), None, Some(&env));
-        let search = std::env::join_paths(["relative".as_ref(), s.dir.path(), bin.as_path()]).unwrap();
+        let search =
+            std::env::join_paths(["relative".as_ref(), s.dir.path(), bin.as_path()]).unwrap();
         src.search_path = Some(search);
         let l = load(&src).unwrap();
         assert_eq!(l.config.localdumps.unwrap().dumper, Some(exe));
@@ -482,6 +513,10 @@ mod tests {
             load(&src).unwrap();
         }
         // Generous bound (debug build, shared CI machine): 100 loads < 100 ms.
-        assert!(start.elapsed() < Duration::from_millis(100), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

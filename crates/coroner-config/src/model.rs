@@ -196,9 +196,7 @@ impl Config {
         let localdumps = self.localdumps.as_ref().map(|ld| {
             let app = ld.apps.get(base);
             EffectiveDumps {
-                folder: app
-                    .and_then(|a| a.folder.as_deref())
-                    .unwrap_or(&ld.folder),
+                folder: app.and_then(|a| a.folder.as_deref()).unwrap_or(&ld.folder),
                 count: app.and_then(|a| a.count).unwrap_or(ld.count),
                 level: app.and_then(|a| a.level).unwrap_or(ld.level),
                 timeout: ld.timeout,
@@ -411,7 +409,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn template(&self, key: &str, v: &Spanned<String>) -> Result<Option<DebuggerTemplate>, ConfigError> {
+    fn template(
+        &self,
+        key: &str,
+        v: &Spanned<String>,
+    ) -> Result<Option<DebuggerTemplate>, ConfigError> {
         match DebuggerTemplate::parse(v.get_ref()) {
             Ok(t) if t.is_empty() => Ok(None),
             Ok(t) => Ok(Some(t)),
@@ -443,7 +445,13 @@ impl Ctx<'_> {
     fn seconds(&self, key: &str, v: &Spanned<i64>) -> Result<Duration, ConfigError> {
         u32::try_from(*v.get_ref())
             .map(|s| Duration::from_secs(u64::from(s)))
-            .map_err(|_| self.invalid(&v.span(), key, "must be a whole number of seconds, 0 to 4294967295"))
+            .map_err(|_| {
+                self.invalid(
+                    &v.span(),
+                    key,
+                    "must be a whole number of seconds, 0 to 4294967295",
+                )
+            })
     }
 
     fn count(&self, key: &str, v: &Spanned<i64>) -> Result<u32, ConfigError> {
@@ -464,7 +472,11 @@ impl Ctx<'_> {
 
     fn level(&self, key: &str, v: &Spanned<String>) -> Result<DumpLevel, ConfigError> {
         DumpLevel::parse(v.get_ref()).ok_or_else(|| {
-            self.invalid(&v.span(), key, "must be mini, mini-plus, full, core, -mm, -mp or -ma")
+            self.invalid(
+                &v.span(),
+                key,
+                "must be mini, mini-plus, full, core, -mm, -mp or -ma",
+            )
         })
     }
 
@@ -473,7 +485,11 @@ impl Ctx<'_> {
             .map(|e| {
                 let s = e.get_ref();
                 if s.is_empty() || s.contains('/') {
-                    Err(self.invalid(&e.span(), key, "entries are executable names (no '/', not empty)"))
+                    Err(self.invalid(
+                        &e.span(),
+                        key,
+                        "entries are executable names (no '/', not empty)",
+                    ))
                 } else {
                     Ok(s.clone())
                 }
@@ -494,7 +510,9 @@ impl Ctx<'_> {
             debugger: debugger
                 .map(|d| self.template(&format!("{prefix}.debugger"), d))
                 .transpose()?,
-            auto: auto.map(|a| self.auto(&format!("{prefix}.auto"), a)).transpose()?,
+            auto: auto
+                .map(|a| self.auto(&format!("{prefix}.auto"), a))
+                .transpose()?,
             exclude: exclude
                 .map(|e| self.exclude(&format!("{prefix}.exclude"), e))
                 .transpose()?,
@@ -543,18 +561,50 @@ pub(crate) fn parse_layer(text: &str, path: &Path) -> Result<Layer, ConfigError>
             apps.insert(
                 name.clone(),
                 AppOverride {
-                    folder: app.folder.as_ref().map(|f| cx.abs_path(&k("folder"), f)).transpose()?,
-                    count: app.count.as_ref().map(|c| cx.count(&k("count"), c)).transpose()?,
-                    level: app.level.as_ref().map(|l| cx.level(&k("type"), l)).transpose()?,
+                    folder: app
+                        .folder
+                        .as_ref()
+                        .map(|f| cx.abs_path(&k("folder"), f))
+                        .transpose()?,
+                    count: app
+                        .count
+                        .as_ref()
+                        .map(|c| cx.count(&k("count"), c))
+                        .transpose()?,
+                    level: app
+                        .level
+                        .as_ref()
+                        .map(|l| cx.level(&k("type"), l))
+                        .transpose()?,
                 },
             );
         }
         layer.localdumps = Some(DumpsLayer {
-            folder: ld.folder.as_ref().map(|f| cx.abs_path("localdumps.folder", f)).transpose()?,
-            count: ld.count.as_ref().map(|c| cx.count("localdumps.count", c)).transpose()?,
-            level: ld.level.as_ref().map(|l| cx.level("localdumps.type", l)).transpose()?,
-            timeout: ld.timeout.as_ref().map(|t| cx.seconds("localdumps.timeout", t)).transpose()?,
-            dumper: ld.dumper.as_ref().map(|d| cx.abs_path("localdumps.dumper", d)).transpose()?,
+            folder: ld
+                .folder
+                .as_ref()
+                .map(|f| cx.abs_path("localdumps.folder", f))
+                .transpose()?,
+            count: ld
+                .count
+                .as_ref()
+                .map(|c| cx.count("localdumps.count", c))
+                .transpose()?,
+            level: ld
+                .level
+                .as_ref()
+                .map(|l| cx.level("localdumps.type", l))
+                .transpose()?,
+            timeout: ld
+                .timeout
+                .as_ref()
+                .map(|t| cx.seconds("localdumps.timeout", t))
+                .transpose()?,
+            dumper: ld
+                .dumper
+                .as_ref()
+                .map(|d| cx.abs_path("localdumps.dumper", d))
+                .transpose()?,
             apps,
         });
     }
@@ -573,10 +623,34 @@ fn take<T>(dst: &mut Option<T>, src: Option<T>, key: String, path: &Path, origin
 
 impl AeLayer {
     fn overlay(&mut self, o: AeLayer, prefix: &str, path: &Path, origin: &mut Origins) {
-        take(&mut self.debugger, o.debugger, format!("{prefix}.debugger"), path, origin);
-        take(&mut self.auto, o.auto, format!("{prefix}.auto"), path, origin);
-        take(&mut self.exclude, o.exclude, format!("{prefix}.exclude"), path, origin);
-        take(&mut self.timeout, o.timeout, format!("{prefix}.timeout"), path, origin);
+        take(
+            &mut self.debugger,
+            o.debugger,
+            format!("{prefix}.debugger"),
+            path,
+            origin,
+        );
+        take(
+            &mut self.auto,
+            o.auto,
+            format!("{prefix}.auto"),
+            path,
+            origin,
+        );
+        take(
+            &mut self.exclude,
+            o.exclude,
+            format!("{prefix}.exclude"),
+            path,
+            origin,
+        );
+        take(
+            &mut self.timeout,
+            o.timeout,
+            format!("{prefix}.timeout"),
+            path,
+            origin,
+        );
     }
 }
 
@@ -593,11 +667,41 @@ pub(crate) fn resolve(layers: Vec<(Layer, &Path)>, origin: &mut Origins) -> Conf
         }
         if let Some(l) = layer.localdumps {
             let d = ld.get_or_insert_with(DumpsLayer::default);
-            take(&mut d.folder, l.folder, "localdumps.folder".into(), path, origin);
-            take(&mut d.count, l.count, "localdumps.count".into(), path, origin);
-            take(&mut d.level, l.level, "localdumps.type".into(), path, origin);
-            take(&mut d.timeout, l.timeout, "localdumps.timeout".into(), path, origin);
-            take(&mut d.dumper, l.dumper, "localdumps.dumper".into(), path, origin);
+            take(
+                &mut d.folder,
+                l.folder,
+                "localdumps.folder".into(),
+                path,
+                origin,
+            );
+            take(
+                &mut d.count,
+                l.count,
+                "localdumps.count".into(),
+                path,
+                origin,
+            );
+            take(
+                &mut d.level,
+                l.level,
+                "localdumps.type".into(),
+                path,
+                origin,
+            );
+            take(
+                &mut d.timeout,
+                l.timeout,
+                "localdumps.timeout".into(),
+                path,
+                origin,
+            );
+            take(
+                &mut d.dumper,
+                l.dumper,
+                "localdumps.dumper".into(),
+                path,
+                origin,
+            );
             for (name, app) in l.apps {
                 let dst = d.apps.entry(name.clone()).or_default();
                 let k = |f: &str| format!("localdumps.apps.{name}.{f}");
@@ -621,7 +725,9 @@ pub(crate) fn resolve(layers: Vec<(Layer, &Path)>, origin: &mut Origins) -> Conf
         timeout: i.timeout.unwrap_or(aedebug.timeout),
     });
     let localdumps = ld.map(|d| LocalDumps {
-        folder: d.folder.unwrap_or_else(|| PathBuf::from(DEFAULT_DUMP_FOLDER)),
+        folder: d
+            .folder
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DUMP_FOLDER)),
         count: d.count.unwrap_or(DEFAULT_DUMP_COUNT),
         level: d.level.unwrap_or(DumpLevel::Mini),
         timeout: d.timeout.unwrap_or(DEFAULT_DUMP_TIMEOUT),
@@ -718,6 +824,7 @@ impl Serialize for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::TemplateError;
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse_str(text, Path::new("test.toml"))
@@ -770,13 +877,26 @@ type = "full"
 
     #[test]
     fn auto_accepts_int_bool_and_registry_strings() {
-        for (v, want) in [("0", false), ("1", true), ("false", false), ("true", true), ("\"0\"", false)] {
+        for (v, want) in [
+            ("0", false),
+            ("1", true),
+            ("false", false),
+            ("true", true),
+            ("\"0\"", false),
+        ] {
             let c = p(&format!("[aedebug]\nauto = {v}\n")).unwrap();
             assert_eq!(c.aedebug.auto, want, "{v}");
         }
         let e = p("[aedebug]\nauto = 2\n").unwrap_err();
         assert!(
-            matches!(e, ConfigError::Invalid { line: 2, column: 8, .. }),
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    line: 2,
+                    column: 8,
+                    ..
+                }
+            ),
             "{e}"
         );
     }
@@ -785,7 +905,12 @@ type = "full"
     fn unknown_key_is_an_error_with_position() {
         let e = p("[aedebug]\nauto = 1\ndebuger = \"x\"\n").unwrap_err();
         match &e {
-            ConfigError::Syntax { line, column, message, .. } => {
+            ConfigError::Syntax {
+                line,
+                column,
+                message,
+                ..
+            } => {
                 assert_eq!((*line, *column), (3, 1), "{e}");
                 assert!(message.contains("debuger"), "{e}");
             }
@@ -803,7 +928,12 @@ type = "full"
     fn bad_template_points_at_the_character_in_the_file() {
         let e = p("[aedebug]\ndebugger = \"gdb -p %s\"\n").unwrap_err();
         match &e {
-            ConfigError::Template { line, column, source, .. } => {
+            ConfigError::Template {
+                line,
+                column,
+                source,
+                ..
+            } => {
                 assert_eq!((*line, *column), (2, 20), "{e}");
                 assert_eq!(source.column(), 8);
             }
@@ -819,13 +949,53 @@ type = "full"
         // Escaped quotes before the bad conversion: `\"` is 2 bytes in the
         // file, 1 in the value.
         let e = p("[aedebug]\ndebugger = \"a \\\"b\\\" %x\"\n").unwrap_err();
-        assert!(matches!(e, ConfigError::Template { line: 2, column: 21, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Template {
+                    line: 2,
+                    column: 21,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = p("[aedebug]\ndebugger = 'a %x'\n").unwrap_err();
-        assert!(matches!(e, ConfigError::Template { line: 2, column: 15, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Template {
+                    line: 2,
+                    column: 15,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = p("[aedebug]\ndebugger = \"\"\"\ngdb\n  %d\"\"\"\n").unwrap_err();
-        assert!(matches!(e, ConfigError::Template { line: 4, column: 3, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Template {
+                    line: 4,
+                    column: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = p("[aedebug]\ndebugger = \"\\u00e9 %q\"\n").unwrap_err();
-        assert!(matches!(e, ConfigError::Template { line: 2, column: 20, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Template {
+                    line: 2,
+                    column: 20,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -835,11 +1005,17 @@ type = "full"
             ("[localdumps]\ncount = 0\n", "localdumps.count", 2),
             ("[localdumps]\nfolder = \"rel\"\n", "localdumps.folder", 2),
             ("[localdumps]\ntype = \"huge\"\n", "localdumps.type", 2),
-            ("[localdumps.apps.a]\n\ntype = \"x\"\n", "localdumps.apps.a.type", 3),
+            (
+                "[localdumps.apps.a]\n\ntype = \"x\"\n",
+                "localdumps.apps.a.type",
+                3,
+            ),
             ("[aedebug]\nexclude = [\"a/b\"]\n", "aedebug.exclude", 2),
         ] {
             match p(text) {
-                Err(ConfigError::Invalid { key: k, line: l, .. }) => {
+                Err(ConfigError::Invalid {
+                    key: k, line: l, ..
+                }) => {
                     assert_eq!((k.as_str(), l), (key, line), "{text}")
                 }
                 other => panic!("{text}: {other:?}"),
@@ -850,7 +1026,17 @@ type = "full"
     #[test]
     fn wrong_type_is_a_syntax_error_with_position() {
         let e = p("[localdumps]\ncount = \"ten\"\n").unwrap_err();
-        assert!(matches!(e, ConfigError::Syntax { line: 2, column: 9, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Syntax {
+                    line: 2,
+                    column: 9,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -905,12 +1091,87 @@ type = "full"
     #[test]
     fn garbage_never_panics() {
         for text in [
-            "[", "a = ", "[aedebug]\ndebugger = 5", "[aedebug]\ndebugger = \"'\"",
-            "[aedebug]\ndebugger = \"%\"", "\u{0}", "[aedebug]\nexclude = 3",
-            "[aedebug]\ntimeout = 99999999999999", "[localdumps]\napps = 1",
+            "[",
+            "a = ",
+            "[aedebug]\ndebugger = 5",
+            "[aedebug]\ndebugger = \"'\"",
+            "[aedebug]\ndebugger = \"%\"",
+            "\u{0}",
+            "[aedebug]\nexclude = 3",
+            "[aedebug]\ntimeout = 99999999999999",
+            "[localdumps]\napps = 1",
             "[aedebug]\ndebugger = \"\"\"\\\n   %\"\"\"",
         ] {
             assert!(p(text).is_err(), "{text:?}");
         }
+    }
+
+    /// Deterministic pseudo-random templates (no panic anywhere; a `%`
+    /// error's file position points at that `%` through TOML escapes).
+    #[test]
+    fn random_templates_never_panic_and_positions_hit_the_percent() {
+        const ALPHABET: [char; 14] = [
+            '%', 'l', 'd', 'p', '"', '\'', '\\', ' ', '\n', '#', 'x', 'é', '\t', '%',
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut percent_errors = 0;
+        for _ in 0..3000 {
+            let len = (next() % 14) as usize;
+            let template: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let parsed = DebuggerTemplate::parse(&template);
+            if let Ok(t) = &parsed {
+                assert_eq!(t.expand(1, -2, 3).len(), t.words().len());
+            }
+            let mut escaped = String::new();
+            for c in template.chars() {
+                match c {
+                    '"' => escaped.push_str("\\\""),
+                    '\\' => escaped.push_str("\\\\"),
+                    '\n' => escaped.push_str("\\n"),
+                    '\t' => escaped.push_str("\\t"),
+                    c => escaped.push(c),
+                }
+            }
+            let text = format!("# header\n[aedebug]\n  debugger = \"{escaped}\"\n");
+            match p(&text) {
+                Ok(c) => assert_eq!(
+                    c.aedebug.debugger.is_some(),
+                    parsed.as_ref().is_ok_and(|t| !t.is_empty())
+                ),
+                Err(ConfigError::Template {
+                    line,
+                    column,
+                    source,
+                    ..
+                }) => {
+                    assert_eq!(Err(source.clone()), parsed.clone().map(|_| ()));
+                    if matches!(
+                        source,
+                        TemplateError::UnsupportedConversion { .. }
+                            | TemplateError::OutOfOrder { .. }
+                    ) {
+                        percent_errors += 1;
+                        let at = text
+                            .lines()
+                            .nth(line - 1)
+                            .and_then(|l| l.chars().nth(column - 1));
+                        assert_eq!(at, Some('%'), "{template:?} -> {text:?} {line}:{column}");
+                    }
+                }
+                Err(other) => panic!("{template:?}: {other}"),
+            }
+        }
+        assert!(
+            percent_errors > 100,
+            "the corpus exercises % errors: {percent_errors}"
+        );
     }
 }

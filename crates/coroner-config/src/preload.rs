@@ -29,7 +29,10 @@ pub fn preload_install(preload_path: &Path, lib: &Path) -> Result<String, Config
 pub fn preload_uninstall(preload_path: &Path, lib: &Path) -> Result<String, ConfigError> {
     let lib_s = lib_str(lib)?;
     let Some(text) = read(preload_path)? else {
-        return Ok(format!("{} does not exist; nothing to remove.\n", preload_path.display()));
+        return Ok(format!(
+            "{} does not exist; nothing to remove.\n",
+            preload_path.display()
+        ));
     };
     let mut out = String::with_capacity(text.len());
     let mut removed = 0usize;
@@ -51,13 +54,19 @@ pub fn preload_uninstall(preload_path: &Path, lib: &Path) -> Result<String, Conf
         out.push_str(line);
     }
     let mut msg = if removed == 0 {
-        format!("{lib_s} is not listed in {}; nothing removed.\n", preload_path.display())
+        format!(
+            "{lib_s} is not listed in {}; nothing removed.\n",
+            preload_path.display()
+        )
     } else if out.is_empty() {
         fs::remove_file(preload_path).map_err(|source| ConfigError::Write {
             path: preload_path.to_owned(),
             source,
         })?;
-        format!("Removed {lib_s}; {} was left empty and is removed.\n", preload_path.display())
+        format!(
+            "Removed {lib_s}; {} was left empty and is removed.\n",
+            preload_path.display()
+        )
     } else {
         write_atomic(preload_path, out.as_bytes())?;
         format!("Removed {lib_s} from {}.\n", preload_path.display())
@@ -80,22 +89,28 @@ fn lib_str(lib: &Path) -> Result<&str, ConfigError> {
         path: lib.to_owned(),
         message: message.to_owned(),
     };
-    let s = lib.to_str().ok_or_else(|| bad("library path is not UTF-8"))?;
+    let s = lib
+        .to_str()
+        .ok_or_else(|| bad("library path is not UTF-8"))?;
     if !lib.is_absolute() {
         return Err(bad("library path must be absolute"));
     }
     if s.contains(is_separator) || s.contains('\0') {
-        return Err(bad("library path may not contain blanks, ':' or NUL (ld.so.preload separators)"));
+        return Err(bad(
+            "library path may not contain blanks, ':' or NUL (ld.so.preload separators)",
+        ));
     }
     Ok(s)
 }
 
 fn read(path: &Path) -> Result<Option<String>, ConfigError> {
     match fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| ConfigError::Preload {
-            path: path.to_owned(),
-            message: "not UTF-8 text; refusing to edit".to_owned(),
-        }),
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| ConfigError::Preload {
+                path: path.to_owned(),
+                message: "not UTF-8 text; refusing to edit".to_owned(),
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ConfigError::Read {
             path: path.to_owned(),
@@ -116,14 +131,23 @@ fn install_owned_by(preload_path: &Path, lib: &Path, owner: u32) -> Result<Strin
         return Err(bad("not a regular file".into()));
     }
     if m.uid() != owner {
-        return Err(bad(format!("owned by uid {}, must be owned by {owner} (root)", m.uid())));
+        return Err(bad(format!(
+            "owned by uid {}, must be owned by {owner} (root)",
+            m.uid()
+        )));
     }
     if m.mode() & 0o022 != 0 {
-        return Err(bad(format!("group- or world-writable (mode {:o})", m.mode() & 0o7777)));
+        return Err(bad(format!(
+            "group- or world-writable (mode {:o})",
+            m.mode() & 0o7777
+        )));
     }
     let text = read(preload_path)?.unwrap_or_default();
     if text.split(is_separator).any(|w| w == lib_s) {
-        return Ok(format!("{lib_s} is already listed in {}.\n", preload_path.display()));
+        return Ok(format!(
+            "{lib_s} is already listed in {}.\n",
+            preload_path.display()
+        ));
     }
     let mut out = text;
     if !out.is_empty() && !out.ends_with('\n') {
@@ -163,12 +187,23 @@ mod tests {
         fs::write(&lib, b"\x7fELF").unwrap();
         fs::set_permissions(&lib, fs::Permissions::from_mode(0o644)).unwrap();
         let uid = fs::metadata(&lib).unwrap().uid();
-        T { dir, preload, lib, uid }
+        T {
+            dir,
+            preload,
+            lib,
+            uid,
+        }
     }
 
     #[test]
     fn round_trips_are_byte_for_byte_and_idempotent() {
-        for initial in [None, Some(""), Some("/lib/a.so\n"), Some("/lib/a.so"), Some("# c\n/lib/a.so /lib/b.so\n\n")] {
+        for initial in [
+            None,
+            Some(""),
+            Some("/lib/a.so\n"),
+            Some("/lib/a.so"),
+            Some("# c\n/lib/a.so /lib/b.so\n\n"),
+        ] {
             let t = scratch(initial);
             let m1 = install_owned_by(&t.preload, &t.lib, t.uid).unwrap();
             let once = fs::read_to_string(&t.preload).unwrap();
@@ -193,22 +228,37 @@ mod tests {
         fs::write(&t.preload, format!("/a.so\n  {lib}  \n/b.so {lib}\n")).unwrap();
         let msg = preload_uninstall(&t.preload, &t.lib).unwrap();
         assert!(msg.contains("longer line"), "{msg}");
-        assert_eq!(fs::read_to_string(&t.preload).unwrap(), format!("/a.so\n/b.so {lib}\n"));
+        assert_eq!(
+            fs::read_to_string(&t.preload).unwrap(),
+            format!("/a.so\n/b.so {lib}\n")
+        );
     }
 
     #[test]
     fn refuses_bad_library_paths() {
         let t = scratch(None);
         for lib in ["relative.so", "/no/such/lib.so", "/has space.so"] {
-            assert!(matches!(
-                install_owned_by(&t.preload, Path::new(lib), t.uid),
-                Err(ConfigError::Preload { .. })
-            ), "{lib}");
+            assert!(
+                matches!(
+                    install_owned_by(&t.preload, Path::new(lib), t.uid),
+                    Err(ConfigError::Preload { .. })
+                ),
+                "{lib}"
+            );
         }
-        assert!(install_owned_by(&t.preload, t.dir.path(), t.uid).is_err(), "a directory");
-        assert!(install_owned_by(&t.preload, &t.lib, t.uid.wrapping_add(1)).is_err(), "wrong owner");
+        assert!(
+            install_owned_by(&t.preload, t.dir.path(), t.uid).is_err(),
+            "a directory"
+        );
+        assert!(
+            install_owned_by(&t.preload, &t.lib, t.uid.wrapping_add(1)).is_err(),
+            "wrong owner"
+        );
         fs::set_permissions(&t.lib, fs::Permissions::from_mode(0o664)).unwrap();
-        assert!(install_owned_by(&t.preload, &t.lib, t.uid).is_err(), "group-writable");
+        assert!(
+            install_owned_by(&t.preload, &t.lib, t.uid).is_err(),
+            "group-writable"
+        );
         assert!(!t.preload.exists(), "nothing written on refusal");
     }
 

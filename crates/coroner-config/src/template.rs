@@ -51,8 +51,8 @@ impl Piece {
     pub fn max_len(&self) -> usize {
         match self {
             Piece::Lit(s) => s.len(),
-            Piece::Pid => 10,    // u32::MAX
-            Piece::Event => 20,  // i64::MIN
+            Piece::Pid => 10,   // u32::MAX
+            Piece::Event => 20, // i64::MIN
             Piece::JitAddr => POINTER_HEX_DIGITS.max(16),
         }
     }
@@ -425,7 +425,13 @@ mod tests {
 
     #[test]
     fn accepted_conversion_sequences() {
-        for s in ["gdb", "gdb -p %ld", "x %ld %ld", "x %ld %ld %p", "x %ld%ld%p"] {
+        for s in [
+            "gdb",
+            "gdb -p %ld",
+            "x %ld %ld",
+            "x %ld %ld %p",
+            "x %ld%ld%p",
+        ] {
             t(s);
         }
     }
@@ -465,10 +471,7 @@ mod tests {
 
     #[test]
     fn percent_percent_is_a_literal_percent() {
-        assert_eq!(
-            t("echo 100%% %ld").expand(5, 0, 0),
-            ["echo", "100%", "5"]
-        );
+        assert_eq!(t("echo 100%% %ld").expand(5, 0, 0), ["echo", "100%", "5"]);
     }
 
     #[test]
