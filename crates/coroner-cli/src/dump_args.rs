@@ -33,6 +33,11 @@ pub enum Target {
         dest: OsString,
         command: Vec<OsString>,
     },
+    /// `coroner dump -i [FOLDER]`: register `coroner dump -j` as the AeDebug
+    /// debugger (ProcDump `-i`).
+    Install { folder: Option<OsString> },
+    /// `coroner dump -u`: restore what `-i` (or `coroner dbg -iae`) replaced.
+    Uninstall,
     /// `coroner dump -j FOLDER PID EVENT ADDR`: the AeDebug entry.
     Jit {
         folder: OsString,
@@ -54,6 +59,8 @@ pub struct DumpArgs {
     pub quiet: bool,
     /// fsync before publishing (always on for -e and -j).
     pub sync: bool,
+    /// The configuration file `-i`/`-u` edit.
+    pub config: Option<OsString>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +75,8 @@ impl std::error::Error for UsageError {}
 
 pub const USAGE: &str = "\
 Usage: coroner dump [OPTIONS] PID [FILE|FOLDER]
+       coroner dump -i [FOLDER] [-ma|-mp] [--config FILE]
+       coroner dump -u [--config FILE]
        coroner dump [OPTIONS] -e PID [FILE|FOLDER]
        coroner dump [OPTIONS] -e -x FILE|FOLDER COMMAND [ARGS...]
        coroner dump [OPTIONS] -j FOLDER PID EVENT JIT_BLOCK_ADDRESS
@@ -125,6 +134,9 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
     let mut jit = false;
     let mut quiet = false;
     let mut sync = false;
+    let mut install = false;
+    let mut uninstall = false;
+    let mut config = None;
     let mut attach_timeout = 30;
     let mut positional: Vec<OsString> = Vec::new();
 
@@ -173,6 +185,9 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
             "-accepteula" | "/accepteula" | "--accept-eula" => {}
             "-q" | "--quiet" => quiet = true,
             "--sync" => sync = true,
+            "-i" | "/i" => install = true,
+            "-u" | "/u" => uninstall = true,
+            "--config" => config = Some(OsString::from(value(a)?)),
             "-e" | "/e" | "--on-crash" => on_crash = true,
             "-x" | "/x" | "--launch" => launch = true,
             "-j" | "/j" | "--jit" => jit = true,
@@ -217,9 +232,23 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
         i += 1;
     }
 
-    let level = level.unwrap_or(Level::Mini);
     let pos_str = |k: usize| positional.get(k).and_then(|p| p.to_str()).unwrap_or("");
-    let target = if jit {
+    let target = if uninstall {
+        if install || jit || on_crash || launch || !positional.is_empty() || level.is_some() {
+            return Err(UsageError("-u must be the only option".into()));
+        }
+        Target::Uninstall
+    } else if install {
+        if jit || on_crash || launch || positional.len() > 1 {
+            return Err(UsageError("-i takes [FOLDER] and -ma/-mp only".into()));
+        }
+        if level == Some(Level::Mini) {
+            return Err(UsageError("-i writes mini dumps by default; give -ma or -mp for more".into()));
+        }
+        Target::Install {
+            folder: positional.first().cloned(),
+        }
+    } else if jit {
         if on_crash || launch {
             return Err(UsageError("-j cannot be combined with -e or -x".into()));
         }
@@ -269,7 +298,7 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
         }
     };
     Ok(Some(DumpArgs {
-        level,
+        level: level.unwrap_or(Level::Mini),
         format,
         overwrite,
         comment,
@@ -277,6 +306,7 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
         attach_timeout,
         quiet,
         sync,
+        config,
     }))
 }
 

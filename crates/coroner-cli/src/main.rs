@@ -20,6 +20,11 @@ Usage: coroner <COMMAND> [ARGS...]
 Commands:
   dump      write a minidump or ELF core of a live process (ProcDump)
   analyze   read a minidump or ELF core and print what happened
+  run       run a program with the crash runtime (JIT debugger, LocalDumps)
+  config    show or change the AeDebug / LocalDumps configuration
+  dbg       register coroner as the AeDebug debugger (-iae, -iaec, -I)
+  install   install system-wide pieces (--jit --system: the preload runtime)
+  uninstall remove them again, restoring what was there
   help      this text
 
 Run `coroner <COMMAND> --help` for the options of one command.
@@ -35,6 +40,11 @@ fn main() -> ExitCode {
     let result = match command.to_str() {
         Some("dump") => cmd::dump::run(&args),
         Some("analyze") => cmd::analyze::run(&args),
+        Some("run") => cmd::run::run(&args),
+        Some("config") => cmd::config::run(&args),
+        Some("dbg") => cmd::dbg::run(&args),
+        Some("install") => cmd::config::preload(true, &args),
+        Some("uninstall") => cmd::config::preload(false, &args),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -92,7 +92,9 @@ pub enum ConfigError {
     },
     /// A bad `debugger` template. `line`/`column` point at the offending
     /// character in the file; `source` carries the column inside the value.
-    #[error("{}:{line}:{column}: {key}: bad debugger template: {source}", path.display())]
+    // The template error is the source (printed by `{:#}` chains), not
+    // repeated in this message.
+    #[error("{}:{line}:{column}: {key}: bad debugger template", path.display())]
     Template {
         path: PathBuf,
         line: usize,

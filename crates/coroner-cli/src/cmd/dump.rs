@@ -36,6 +36,16 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
         durable: args.sync || !matches!(args.target, Target::Pid { .. }),
     };
     match &args.target {
+        Target::Install { folder } => {
+            let folder = folder.clone().unwrap_or_else(|| ".".into());
+            let level = match args.level {
+                Level::Full => Some("-ma"),
+                Level::MiniPlus => Some("-mp"),
+                Level::Mini => None,
+            };
+            crate::cmd::config::install_dumper(args.config.clone().map(PathBuf::from), Path::new(&folder), level)
+        }
+        Target::Uninstall => crate::cmd::config::uninstall(args.config.clone().map(PathBuf::from)),
         Target::Pid { pid, dest } => {
             let pid = Pid(*pid);
             let path = destination(dest.as_deref(), pid, &args)?;

@@ -1,4 +1,7 @@
 //! One module per command; each parses its arguments and calls the libraries.
 
 pub mod analyze;
+pub mod config;
+pub mod dbg;
 pub mod dump;
+pub mod run;

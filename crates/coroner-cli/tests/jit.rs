@@ -1,0 +1,275 @@
+//! The live JIT tier end to end: `coroner run` preloads the runtime, the
+//! crasher crashes, the runtime launches the AeDebug debugger (here
+//! `jitdbg`, which records what it was given and reads the JIT block
+//! through /proc/PID/mem) against the still-live process, then either the
+//! debugger signals the event (the fault repeats and kills the process) or
+//! it exits (the runtime goes on to the LocalDumps dump). Either way the
+//! process dies by its own signal.
+
+mod common;
+
+use common::*;
+use coroner_crashers::{kind, parse_crashing_line, parse_threads_line, threads_crash_addr, FaultAddr};
+use minidump::{Minidump, MinidumpException};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sibling(name: &str) -> PathBuf {
+    crasher().with_file_name(name)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    out: PathBuf,
+    dumps: PathBuf,
+}
+
+/// A config whose debugger is `jitdbg OUT MODE %ld %ld %p`.
+fn setup(mode: &str, extra_aedebug: &str, localdumps: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("jitdbg.out");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir(&dumps).unwrap();
+    let mut text = format!(
+        "[aedebug]\ndebugger = \"'{}' '{}' {mode} %ld %ld %p\"\nauto = 1\ntimeout = 20\n{extra_aedebug}\n",
+        sibling("jitdbg").display(),
+        out.display()
+    );
+    if localdumps {
+        text += &format!(
+            "[localdumps]\nfolder = \"{}\"\ntype = \"mini\"\ndumper = \"{}\"\ntimeout = 60\n",
+            dumps.display(),
+            coroner().display()
+        );
+    }
+    let config = dir.path().join("coroner.toml");
+    std::fs::write(&config, text).unwrap();
+    Setup { dir, config, out, dumps }
+}
+
+fn run(s: &Setup, program: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("120")
+        .arg(coroner())
+        .arg("run")
+        .arg("--config")
+        .arg(&s.config)
+        .arg("--")
+        .arg(program)
+        .args(args);
+    // No core files from the re-raised signals.
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg("ulimit -c 0; exec \"$@\"").arg("sh");
+    sh.arg(cmd.get_program()).args(cmd.get_args());
+    sh.output().unwrap()
+}
+
+/// jitdbg's lines, each as key → value.
+fn launches(s: &Setup) -> Vec<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(&s.out).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+fn dumps(s: &Setup) -> Vec<PathBuf> {
+    std::fs::read_dir(&s.dumps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect()
+}
+
+fn hex(v: &str) -> u64 {
+    u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// One crasher kind with the debugger signalling (`signal`) or declining
+/// (`exit`, then the LocalDumps dump is checked).
+fn check(kind_name: &str, mode: &str) {
+    let k = kind(kind_name).unwrap();
+    let s = setup(mode, "", true);
+    let out = run(&s, &crasher(), &[kind_name]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(128 + k.signal),
+        "{kind_name}/{mode}: dies by its own signal\nstdout:{stdout}\nstderr:{stderr}"
+    );
+    let line = stdout.lines().find_map(parse_crashing_line).expect("crashing line");
+    let threads = stdout.lines().find_map(parse_threads_line);
+    let l = launches(&s);
+    assert_eq!(l.len(), 1, "{kind_name}/{mode}: exactly one debugger launch: {l:?}\n{stderr}");
+    let l = &l[0];
+    assert_eq!(l["pid"], line.pid.to_string(), "{kind_name}: pid");
+    assert_eq!(l["argc"], "5");
+    assert_eq!(l["size"], "40", "{kind_name}: block size");
+    assert_eq!(l["machine"], "62");
+    assert_eq!(l["version"], "1");
+    assert_eq!(l["event_is_fd"], "1", "{kind_name}: %ld event is an inherited eventfd");
+    assert_eq!(l["block"].len(), 16, "%p is 16 hex digits without 0x");
+    let tid: u32 = l["tid"].parse().unwrap();
+    if k.printed_tid_crashes {
+        assert_eq!(tid, line.tid, "{kind_name}: faulting thread");
+    } else {
+        assert!(threads.clone().unwrap().contains(&tid));
+    }
+    assert_eq!(l["signo"].parse::<i32>().unwrap(), k.signal, "{kind_name}: signal");
+    if let Some(code) = k.si_code {
+        assert_eq!(l["code"].parse::<i32>().unwrap(), code, "{kind_name}: si_code");
+    }
+    let si_addr = hex(&l["si_addr"]);
+    match k.fault_addr {
+        FaultAddr::Exact(a) => assert_eq!(si_addr, a, "{kind_name}: fault address"),
+        FaultAddr::Printed => assert_eq!(Some(si_addr), line.addr, "{kind_name}: fault address"),
+        FaultAddr::Pc => assert_eq!(si_addr, hex(&l["exc"]), "{kind_name}: si_addr is the pc"),
+        FaultAddr::PerThread => {
+            let i = threads.unwrap().iter().position(|&t| t == tid).unwrap();
+            assert_eq!(si_addr, threads_crash_addr(i));
+        }
+        FaultAddr::None => {}
+    }
+    let d = dumps(&s);
+    if mode == "signal" {
+        assert!(d.is_empty(), "{kind_name}: the debugger took it; no dump: {d:?}");
+        return;
+    }
+    assert_eq!(d.len(), 1, "{kind_name}: one LocalDumps dump: {d:?}\n{stderr}");
+    let md = Minidump::read_path(&d[0]).expect("dump parses");
+    let exc: MinidumpException = md.get_stream().expect("exception stream");
+    assert_eq!(exc.raw.exception_record.exception_code as i32, k.signal);
+    if let Some(code) = k.si_code {
+        assert_eq!(exc.raw.exception_record.exception_flags as i32, code);
+    }
+    assert_eq!(exc.raw.thread_id, tid, "{kind_name}: dump's exception thread");
+    assert!(stderr.contains("dump: written"), "{stderr}");
+}
+
+macro_rules! kinds {
+    ($($test:ident => $kind:literal),* $(,)?) => {
+        mod signalled {
+            use super::check;
+            $( #[test] fn $test() { check($kind, "signal"); } )*
+        }
+        mod declined_then_dumped {
+            use super::check;
+            $( #[test] fn $test() { check($kind, "exit"); } )*
+        }
+    };
+}
+
+kinds! {
+    segv_null => "segv-null",
+    segv_wild => "segv-wild",
+    segv_noncanonical => "segv-noncanonical",
+    write_ro => "write-ro",
+    stack_overflow => "stack-overflow",
+    sigbus => "sigbus",
+    fpe_int_div => "fpe-int-div",
+    sigill => "sigill",
+    abort => "abort",
+    assert => "assert",
+    stack_chk => "stack-chk",
+    rust_panic_abort => "rust-panic-abort",
+    cxx_terminate => "cxx-terminate",
+    threads_crash => "threads-crash",
+    reraise => "reraise",
+}
+
+/// std's own SIGSEGV handler resets to SIG_DFL and returns; the runtime
+/// stands in for the default action.
+#[test]
+fn plain_rust_null_write_reaches_the_debugger() {
+    let s = setup("exit", "", false);
+    let out = run(&s, &sibling("stdcrash"), &[]);
+    assert_eq!(out.status.code(), Some(139), "{out:?}");
+    let l = launches(&s);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert_eq!(l[0]["signo"], "11");
+    assert_eq!(l[0]["code"], "1");
+    assert_eq!(hex(&l[0]["si_addr"]), 0);
+}
+
+#[test]
+fn auto_0_without_a_terminal_launches_nothing() {
+    let s = setup("signal", "", true);
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap().replace("auto = 1", "auto = 0"),
+    )
+    .unwrap();
+    // setsid: a new session has no controlling terminal.
+    let out = Command::new("setsid")
+        .args(["-w", "sh", "-c", "ulimit -c 0; exec \"$@\"", "sh"])
+        .arg(coroner())
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .arg("--")
+        .arg(crasher())
+        .arg("segv-null")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(139), "{out:?}");
+    assert!(launches(&s).is_empty(), "no debugger without a yes");
+    assert_eq!(dumps(&s).len(), 1, "LocalDumps still writes the dump");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("declined"));
+}
+
+#[test]
+fn excluded_executables_are_not_debugged() {
+    let s = setup("signal", "exclude = [\"crasher\"]", true);
+    let out = run(&s, &crasher(), &["segv-null"]);
+    assert_eq!(out.status.code(), Some(139));
+    assert!(launches(&s).is_empty());
+    assert_eq!(dumps(&s).len(), 1);
+}
+
+#[test]
+fn a_program_that_recovers_is_unaffected() {
+    let s = setup("signal", "", true);
+    let out = run(&s, &crasher(), &["recover"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("recovered 3"));
+    assert!(launches(&s).is_empty());
+    assert!(dumps(&s).is_empty());
+}
+
+#[test]
+fn a_hanging_debugger_does_not_hang_the_target() {
+    let s = setup("hang", "", true);
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap().replace("timeout = 20", "timeout = 1"),
+    )
+    .unwrap();
+    let out = run(&s, &crasher(), &["segv-null"]);
+    assert_eq!(out.status.code(), Some(139), "{out:?}");
+    assert_eq!(launches(&s).len(), 1);
+    assert_eq!(dumps(&s).len(), 1, "after the timeout the dump step runs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not answer in time"));
+}
+
+#[test]
+fn a_bad_template_is_rejected_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[aedebug]\ndebugger = \"gdb -p %s\"\n").unwrap();
+    let out = Command::new(coroner())
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml"), "{err}");
+    assert!(err.contains("2:"), "line 2 is named: {err}");
+    assert!(err.contains("%s"), "{err}");
+}
