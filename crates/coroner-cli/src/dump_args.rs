@@ -243,7 +243,9 @@ pub fn parse(args: &[OsString]) -> Result<Option<DumpArgs>, UsageError> {
             return Err(UsageError("-i takes [FOLDER] and -ma/-mp only".into()));
         }
         if level == Some(Level::Mini) {
-            return Err(UsageError("-i writes mini dumps by default; give -ma or -mp for more".into()));
+            return Err(UsageError(
+                "-i writes mini dumps by default; give -ma or -mp for more".into(),
+            ));
         }
         Target::Install {
             folder: positional.first().cloned(),

@@ -9,7 +9,9 @@
 mod common;
 
 use common::*;
-use coroner_crashers::{kind, parse_crashing_line, parse_threads_line, threads_crash_addr, FaultAddr};
+use coroner_crashers::{
+    kind, parse_crashing_line, parse_threads_line, threads_crash_addr, FaultAddr,
+};
 use minidump::{Minidump, MinidumpException};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,7 +48,12 @@ fn setup(mode: &str, extra_aedebug: &str, localdumps: bool) -> Setup {
     }
     let config = dir.path().join("coroner.toml");
     std::fs::write(&config, text).unwrap();
-    Setup { dir, config, out, dumps }
+    Setup {
+        dir,
+        config,
+        out,
+        dumps,
+    }
 }
 
 fn run(s: &Setup, program: &Path, args: &[&str]) -> Output {
@@ -103,17 +110,27 @@ fn check(kind_name: &str, mode: &str) {
         Some(128 + k.signal),
         "{kind_name}/{mode}: dies by its own signal\nstdout:{stdout}\nstderr:{stderr}"
     );
-    let line = stdout.lines().find_map(parse_crashing_line).expect("crashing line");
+    let line = stdout
+        .lines()
+        .find_map(parse_crashing_line)
+        .expect("crashing line");
     let threads = stdout.lines().find_map(parse_threads_line);
     let l = launches(&s);
-    assert_eq!(l.len(), 1, "{kind_name}/{mode}: exactly one debugger launch: {l:?}\n{stderr}");
+    assert_eq!(
+        l.len(),
+        1,
+        "{kind_name}/{mode}: exactly one debugger launch: {l:?}\n{stderr}"
+    );
     let l = &l[0];
     assert_eq!(l["pid"], line.pid.to_string(), "{kind_name}: pid");
     assert_eq!(l["argc"], "5");
     assert_eq!(l["size"], "40", "{kind_name}: block size");
     assert_eq!(l["machine"], "62");
     assert_eq!(l["version"], "1");
-    assert_eq!(l["event_is_fd"], "1", "{kind_name}: %ld event is an inherited eventfd");
+    assert_eq!(
+        l["event_is_fd"], "1",
+        "{kind_name}: %ld event is an inherited eventfd"
+    );
     assert_eq!(l["block"].len(), 16, "%p is 16 hex digits without 0x");
     let tid: u32 = l["tid"].parse().unwrap();
     if k.printed_tid_crashes {
@@ -121,9 +138,17 @@ fn check(kind_name: &str, mode: &str) {
     } else {
         assert!(threads.clone().unwrap().contains(&tid));
     }
-    assert_eq!(l["signo"].parse::<i32>().unwrap(), k.signal, "{kind_name}: signal");
+    assert_eq!(
+        l["signo"].parse::<i32>().unwrap(),
+        k.signal,
+        "{kind_name}: signal"
+    );
     if let Some(code) = k.si_code {
-        assert_eq!(l["code"].parse::<i32>().unwrap(), code, "{kind_name}: si_code");
+        assert_eq!(
+            l["code"].parse::<i32>().unwrap(),
+            code,
+            "{kind_name}: si_code"
+        );
     }
     let si_addr = hex(&l["si_addr"]);
     match k.fault_addr {
@@ -138,17 +163,27 @@ fn check(kind_name: &str, mode: &str) {
     }
     let d = dumps(&s);
     if mode == "signal" {
-        assert!(d.is_empty(), "{kind_name}: the debugger took it; no dump: {d:?}");
+        assert!(
+            d.is_empty(),
+            "{kind_name}: the debugger took it; no dump: {d:?}"
+        );
         return;
     }
-    assert_eq!(d.len(), 1, "{kind_name}: one LocalDumps dump: {d:?}\n{stderr}");
+    assert_eq!(
+        d.len(),
+        1,
+        "{kind_name}: one LocalDumps dump: {d:?}\n{stderr}"
+    );
     let md = Minidump::read_path(&d[0]).expect("dump parses");
     let exc: MinidumpException = md.get_stream().expect("exception stream");
     assert_eq!(exc.raw.exception_record.exception_code as i32, k.signal);
     if let Some(code) = k.si_code {
         assert_eq!(exc.raw.exception_record.exception_flags as i32, code);
     }
-    assert_eq!(exc.raw.thread_id, tid, "{kind_name}: dump's exception thread");
+    assert_eq!(
+        exc.raw.thread_id, tid,
+        "{kind_name}: dump's exception thread"
+    );
     assert!(stderr.contains("dump: written"), "{stderr}");
 }
 
@@ -202,7 +237,9 @@ fn auto_0_without_a_terminal_launches_nothing() {
     let s = setup("signal", "", true);
     std::fs::write(
         &s.config,
-        std::fs::read_to_string(&s.config).unwrap().replace("auto = 1", "auto = 0"),
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("auto = 1", "auto = 0"),
     )
     .unwrap();
     // setsid: a new session has no controlling terminal.
@@ -246,7 +283,9 @@ fn a_hanging_debugger_does_not_hang_the_target() {
     let s = setup("hang", "", true);
     std::fs::write(
         &s.config,
-        std::fs::read_to_string(&s.config).unwrap().replace("timeout = 20", "timeout = 1"),
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("timeout = 20", "timeout = 1"),
     )
     .unwrap();
     let out = run(&s, &crasher(), &["segv-null"]);

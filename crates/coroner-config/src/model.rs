@@ -942,7 +942,9 @@ type = "full"
         let msg = e.to_string();
         assert!(msg.contains("test.toml:2:20"), "{msg}");
         // The column inside the value comes with the source error.
-        let inner = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+        let inner = std::error::Error::source(&e)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         assert!(inner.contains("column 8"), "{inner}");
     }
 

@@ -72,7 +72,10 @@ pub fn take_config(args: &mut Vec<OsString>) -> Result<Option<PathBuf>, UsageErr
 pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
     let mut args = raw.to_vec();
     let config = take_config(&mut args)?;
-    let words: Vec<&str> = args.iter().map(|a| a.to_str().unwrap_or("\u{fffd}")).collect();
+    let words: Vec<&str> = args
+        .iter()
+        .map(|a| a.to_str().unwrap_or("\u{fffd}"))
+        .collect();
     match words.as_slice() {
         [] | ["-h" | "--help"] => {
             print!("{USAGE}");
@@ -103,7 +106,10 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
             eprintln!("coroner: {key} set in {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
-        _ => Err(UsageError(format!("config: unexpected arguments {words:?} (see coroner config --help)")).into()),
+        _ => Err(UsageError(format!(
+            "config: unexpected arguments {words:?} (see coroner config --help)"
+        ))
+        .into()),
     }
 }
 
@@ -114,22 +120,39 @@ fn self_exe() -> anyhow::Result<PathBuf> {
 
 /// `coroner dbg -iae`, `-iaec KEYSTRING`, `-I`: register `coroner dbg` as
 /// the AeDebug debugger.
-pub fn install_debugger(config: Option<PathBuf>, keystring: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn install_debugger(
+    config: Option<PathBuf>,
+    keystring: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let file = target_file(config);
-    let msg = coroner_config::install_debugger(&file, &self_exe()?, keystring)
-        .with_context(|| format!("installing coroner dbg as the AeDebug debugger in {}", file.display()))?;
+    let msg =
+        coroner_config::install_debugger(&file, &self_exe()?, keystring).with_context(|| {
+            format!(
+                "installing coroner dbg as the AeDebug debugger in {}",
+                file.display()
+            )
+        })?;
     println!("{msg}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `coroner dump -i [FOLDER] [-ma|-mp]`.
-pub fn install_dumper(config: Option<PathBuf>, folder: &Path, level: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn install_dumper(
+    config: Option<PathBuf>,
+    folder: &Path,
+    level: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let file = target_file(config);
     let folder = folder
         .canonicalize()
         .with_context(|| format!("dump folder {}", folder.display()))?;
-    let msg = coroner_config::install_dumper(&file, &self_exe()?, &folder, level)
-        .with_context(|| format!("installing coroner dump as the AeDebug debugger in {}", file.display()))?;
+    let msg =
+        coroner_config::install_dumper(&file, &self_exe()?, &folder, level).with_context(|| {
+            format!(
+                "installing coroner dump as the AeDebug debugger in {}",
+                file.display()
+            )
+        })?;
     println!("{msg}");
     Ok(ExitCode::SUCCESS)
 }
@@ -172,12 +195,24 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
             Some("--jit") => jit = true,
             Some("--system") => system = true,
             Some("--preload-file") => {
-                file = it.next().map(PathBuf::from).ok_or_else(|| UsageError("--preload-file needs a file".into()))?
+                file = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| UsageError("--preload-file needs a file".into()))?
             }
             Some("--library") => {
-                lib = Some(it.next().map(PathBuf::from).ok_or_else(|| UsageError("--library needs a file".into()))?)
+                lib = Some(
+                    it.next()
+                        .map(PathBuf::from)
+                        .ok_or_else(|| UsageError("--library needs a file".into()))?,
+                )
             }
-            _ => return Err(UsageError(format!("unexpected argument {a:?} (see coroner install --help)")).into()),
+            _ => {
+                return Err(UsageError(format!(
+                    "unexpected argument {a:?} (see coroner install --help)"
+                ))
+                .into())
+            }
         }
     }
     if !(jit && system) {

@@ -21,7 +21,13 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
     let config = crate::cmd::config::take_config(&mut args)?;
     let words: Vec<String> = args
         .iter()
-        .map(|a| a.to_string_lossy().replacen('/', "-", usize::from(a.to_string_lossy().starts_with('/'))))
+        .map(|a| {
+            a.to_string_lossy().replacen(
+                '/',
+                "-",
+                usize::from(a.to_string_lossy().starts_with('/')),
+            )
+        })
         .collect();
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     match words.as_slice() {

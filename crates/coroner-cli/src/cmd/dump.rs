@@ -43,7 +43,11 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
                 Level::MiniPlus => Some("-mp"),
                 Level::Mini => None,
             };
-            crate::cmd::config::install_dumper(args.config.clone().map(PathBuf::from), Path::new(&folder), level)
+            crate::cmd::config::install_dumper(
+                args.config.clone().map(PathBuf::from),
+                Path::new(&folder),
+                level,
+            )
         }
         Target::Uninstall => crate::cmd::config::uninstall(args.config.clone().map(PathBuf::from)),
         Target::Pid { pid, dest } => {

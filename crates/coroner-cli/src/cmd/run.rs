@@ -60,9 +60,9 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
             }
             Some("--config") => {
                 i += 1;
-                let f = args.get(i).ok_or_else(|| {
-                    crate::dump_args::UsageError("--config needs a file".into())
-                })?;
+                let f = args
+                    .get(i)
+                    .ok_or_else(|| crate::dump_args::UsageError("--config needs a file".into()))?;
                 config = Some(PathBuf::from(f));
             }
             Some("-q" | "--quiet") => quiet = true,
@@ -82,13 +82,16 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
     }
     let command = &args[i..];
     let Some((program, prog_args)) = command.split_first() else {
-        return Err(crate::dump_args::UsageError("missing COMMAND (see coroner run --help)".into()).into());
+        return Err(crate::dump_args::UsageError(
+            "missing COMMAND (see coroner run --help)".into(),
+        )
+        .into());
     };
     let lib = find_runtime_library()?;
     if let Some(c) = &config {
         // Fail early and clearly on a bad file, naming its line and column.
         coroner_config::load(&crate::cmd::config::sources(Some(c.clone())))
-        .with_context(|| format!("configuration {}", c.display()))?;
+            .with_context(|| format!("configuration {}", c.display()))?;
     }
 
     // The runtime writes one report line to this inherited descriptor.
@@ -108,7 +111,10 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
         .env("LD_PRELOAD", preload)
         .env("CORONER_RUN_FD", report.as_raw_fd().to_string());
     if let Some(c) = &config {
-        cmd.env("CORONER_CONFIG", c.canonicalize().unwrap_or_else(|_| c.clone()));
+        cmd.env(
+            "CORONER_CONFIG",
+            c.canonicalize().unwrap_or_else(|_| c.clone()),
+        );
     }
     let mut child = cmd
         .spawn()
@@ -121,7 +127,10 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
     report.read_to_string(&mut text).ok();
     let fields = parse_report(&text);
     if !quiet {
-        eprint!("{}", describe(program, pid, &status, fields.as_ref(), config.as_deref()));
+        eprint!(
+            "{}",
+            describe(program, pid, &status, fields.as_ref(), config.as_deref())
+        );
     }
     Ok(match (status.code(), status.signal()) {
         (Some(c), _) => ExitCode::from(c.clamp(0, 255) as u8),
@@ -132,7 +141,10 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
 
 /// The runtime's `coroner-report v1 key=value...` line as a map.
 pub fn parse_report(text: &str) -> Option<BTreeMap<String, String>> {
-    let line = text.lines().rev().find(|l| l.starts_with("coroner-report "))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("coroner-report "))?;
     Some(
         line.split_whitespace()
             .skip(2)
@@ -159,7 +171,11 @@ fn describe(
         (None, Some(s)) => format!(
             "was killed by {}{}",
             coroner_types::signal::signal_label(s),
-            if status.core_dumped() { " (core dumped)" } else { "" }
+            if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            }
         ),
         _ => "ended".to_string(),
     };
@@ -180,7 +196,10 @@ fn describe(
     );
     let debugger = match get("debugger") {
         "launched" => match get("event") {
-            "signalled" => "launched; it attached and signalled the event (the crash went on under it)".to_string(),
+            "signalled" => {
+                "launched; it attached and signalled the event (the crash went on under it)"
+                    .to_string()
+            }
             "timeout" => "launched; it did not answer in time and was stopped".to_string(),
             _ => "launched; it exited without signalling".to_string(),
         },
@@ -210,7 +229,10 @@ fn find_dump(exe: &str, pid: u32, config: Option<&Path>) -> Option<PathBuf> {
     let loaded = coroner_config::load(&sources).ok()?;
     let eff = loaded.config.effective(exe, false);
     let folder = eff.localdumps?.folder;
-    let prefix = format!("{}_{pid}_", crate::naming::sanitize_component(exe.as_bytes()));
+    let prefix = format!(
+        "{}_{pid}_",
+        crate::naming::sanitize_component(exe.as_bytes())
+    );
     std::fs::read_dir(folder)
         .ok()?
         .filter_map(|e| e.ok())

@@ -89,7 +89,9 @@ fn main() {
             // SAFETY: `event` is the eventfd the runtime handed us as that
             // descriptor number; we take ownership and close it when done.
             let ev = unsafe { File::from_raw_fd(event) };
-            (&ev).write_all(&1u64.to_ne_bytes()).expect("signal the event");
+            (&ev)
+                .write_all(&1u64.to_ne_bytes())
+                .expect("signal the event");
         }
         "exit" => {}
         "hang" => loop {
