@@ -327,9 +327,9 @@ pub(crate) fn fmt_hex(v: u64, min_digits: usize, out: &mut [u8; 16]) -> usize {
         digits += 1;
     }
     let digits = digits.max(min_digits.min(16));
-    for i in 0..digits {
+    for (i, slot) in out[..digits].iter_mut().enumerate() {
         let nib = ((v >> (4 * (digits - 1 - i))) & 0xf) as u8;
-        out[i] = if nib < 10 {
+        *slot = if nib < 10 {
             b'0' + nib
         } else {
             b'a' + nib - 10
@@ -1162,8 +1162,8 @@ mod tests {
         // SAFETY: we own the crash machinery (acquired above).
         let argv = unsafe { build_argv(&cmd, 12, 7, 0xabc) }.unwrap();
         let words: Vec<String> = (0..5)
-            // SAFETY: build_argv filled 5 NUL-terminated words.
             .map(|i| {
+                // SAFETY: build_argv filled 5 NUL-terminated words.
                 unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) }
                     .to_string_lossy()
                     .into_owned()

@@ -1,0 +1,402 @@
+//! libcoroner.so under LD_PRELOAD against the crasher and the example
+//! programs: the debugger gets pid, an inherited eventfd and a valid JIT
+//! block; the process then dies by its own signal; programs with their own
+//! handlers are unaffected. The library and examples are (re)built with the
+//! cargo running the tests, so a stale library is never tested.
+
+use coroner_crashers::{crasher_path, parse_crashing_line};
+use std::collections::BTreeMap;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    if dir.file_name().unwrap() == "deps" {
+        dir.parent().unwrap().to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// target/<profile>/libcoroner.so, built (with the examples) once per run.
+fn library() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = profile_dir();
+            let profile = match dir.file_name().unwrap().to_str().unwrap() {
+                "debug" => "dev".to_string(),
+                other => other.to_string(),
+            };
+            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "coroner-preload",
+                    "--lib",
+                    "--examples",
+                ])
+                .args(["--profile", &profile])
+                .arg("--manifest-path")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(dir.parent().unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "building libcoroner.so: {status}");
+            let lib = dir.join("libcoroner.so");
+            assert!(lib.is_file(), "{} missing", lib.display());
+            lib
+        })
+        .clone()
+}
+
+fn example(name: &str) -> PathBuf {
+    library();
+    profile_dir().join("examples").join(name)
+}
+
+struct Run {
+    out: Output,
+    report: Option<BTreeMap<String, String>>,
+    elapsed: Duration,
+}
+
+/// Runs `program args` with the library preloaded, `config` as
+/// CORONER_CONFIG and a report file on CORONER_RUN_FD.
+fn run(dir: &Path, config: &str, program: &Path, args: &[&str], setsid: bool) -> Run {
+    let cfg = dir.join("coroner.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let report_path = dir.join("report");
+    let report = std::fs::File::create(&report_path).unwrap();
+    let report_fd = {
+        use std::os::fd::AsRawFd;
+        report.as_raw_fd()
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env("LD_PRELOAD", library())
+        .env("CORONER_CONFIG", &cfg)
+        .env("CORONER_RUN_FD", "9")
+        .stdin(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec: dup2,
+    // setrlimit, setsid.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(report_fd, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &zero);
+            if setsid {
+                libc::setsid();
+            }
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    let elapsed = start.elapsed();
+    drop(report);
+    let text = std::fs::read_to_string(&report_path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() <= 1, "one report line at most: {text:?}");
+    let report = lines.first().map(|l| {
+        assert!(l.starts_with("coroner-report v1 "), "{l}");
+        l.split(' ')
+            .skip(2)
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    });
+    Run {
+        out,
+        report,
+        elapsed,
+    }
+}
+
+fn fields(line: &str) -> BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn crashing(out: &Output) -> coroner_crashers::CrashingLine {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(parse_crashing_line)
+        .unwrap_or_else(|| panic!("no crashing line in {stdout:?}"))
+}
+
+fn probe_debugger(out: &Path, signal: bool) -> String {
+    format!(
+        "[aedebug]\ndebugger = \"'{}' '{}' {}%ld %ld %p\"\n",
+        example("jit_probe").display(),
+        out.display(),
+        if signal { "signal " } else { "" }
+    )
+}
+
+#[test]
+fn debugger_gets_pid_eventfd_and_block_then_the_same_signal_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let r = run(
+        dir.path(),
+        &probe_debugger(&out, false),
+        &crasher_path().unwrap(),
+        &["segv-null"],
+        false,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV), "{:?}", r.out);
+    let c = crashing(&r.out);
+    let p = fields(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(p["pid"], c.pid.to_string());
+    assert_eq!(p["eventfd"], "true", "{p:?}");
+    assert_eq!(p["size"], "40");
+    assert_eq!(p["machine"], "62");
+    assert_eq!(p["tid"], c.tid.to_string());
+    assert_eq!(p["version"], "1");
+    assert_eq!(p["signo"], "11");
+    assert_eq!(p["code"], "1");
+    assert_eq!(p["pc"], p["ucontext_pc"], "block PC = ucontext RIP");
+    let rep = r.report.expect("report line");
+    assert_eq!(rep["pid"], c.pid.to_string());
+    assert_eq!(rep["tid"], c.tid.to_string());
+    assert_eq!(rep["signal"], "11");
+    assert_eq!(rep["code"], "1");
+    assert_eq!(rep["addr"], "0x0");
+    assert_eq!(rep["reason"], "fault");
+    assert_eq!(rep["debugger"], "launched");
+    assert_eq!(rep["event"], "exited");
+    assert_eq!(rep["dump"], "none");
+}
+
+#[test]
+fn abort_reaches_the_debugger_and_dies_by_sigabrt() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let r = run(
+        dir.path(),
+        &probe_debugger(&out, false),
+        &crasher_path().unwrap(),
+        &["abort"],
+        false,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGABRT), "{:?}", r.out);
+    let p = fields(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(p["signo"], "6");
+    assert_eq!(p["code"], "-6");
+    let rep = r.report.unwrap();
+    assert_eq!(
+        (rep["reason"].as_str(), rep["event"].as_str()),
+        ("abort", "exited")
+    );
+}
+
+#[test]
+fn signalled_event_returns_and_the_fault_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let config = format!(
+        "{}[localdumps]\nfolder = '{}'\ndumper = '{}'\n",
+        probe_debugger(&out, true),
+        dir.path().display(),
+        example("jit_probe").display()
+    );
+    let r = run(
+        dir.path(),
+        &config,
+        &crasher_path().unwrap(),
+        &["segv-wild"],
+        false,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV), "{:?}", r.out);
+    assert!(out.is_file());
+    let rep = r.report.unwrap();
+    assert_eq!(rep["event"], "signalled");
+    assert_eq!(
+        rep["dump"], "none",
+        "no LocalDumps after a debugger signalled"
+    );
+    assert_eq!(
+        rep["addr"],
+        format!("{:#x}", coroner_crashers::SEGV_WILD_ADDR)
+    );
+    assert!(!dir.path().join("probe-dump.txt").exists());
+}
+
+#[test]
+fn hung_debugger_times_out_and_the_dumper_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[aedebug]\ndebugger = 'sleep 60'\ntimeout = 1\n[localdumps]\nfolder = '{}'\ntype = 'full'\ndumper = '{}'\n",
+        dir.path().display(),
+        example("jit_probe").display()
+    );
+    let r = run(
+        dir.path(),
+        &config,
+        &crasher_path().unwrap(),
+        &["sigill"],
+        false,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGILL), "{:?}", r.out);
+    assert!(r.elapsed < Duration::from_secs(30), "{:?}", r.elapsed);
+    let rep = r.report.unwrap();
+    assert_eq!(rep["debugger"], "launched");
+    assert_eq!(rep["event"], "timeout");
+    assert_eq!(rep["dump"], "written");
+    let c = crashing(&r.out);
+    let d = fields(&std::fs::read_to_string(dir.path().join("probe-dump.txt")).unwrap());
+    assert_eq!(d["levels"], "-ma");
+    assert_eq!(d["pid"], c.pid.to_string());
+    assert_eq!(d["signo"], "4");
+    assert_eq!(d["eventfd"], "true");
+}
+
+#[test]
+fn no_debugger_configured_dies_by_the_same_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, sig) in [
+        ("segv-null", libc::SIGSEGV),
+        ("abort", libc::SIGABRT),
+        ("fpe-int-div", libc::SIGFPE),
+    ] {
+        let r = run(dir.path(), "", &crasher_path().unwrap(), &[kind], false);
+        assert_eq!(r.out.status.signal(), Some(sig), "{kind}: {:?}", r.out);
+        let rep = r.report.unwrap();
+        assert_eq!(rep["debugger"], "none", "{kind}");
+        assert_eq!(rep["signal"], sig.to_string());
+        assert_eq!(rep["dump"], "none");
+    }
+}
+
+#[test]
+fn excluded_and_declined_do_not_launch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let excluded = format!("{}exclude = ['crash*']\n", probe_debugger(&out, false));
+    let r = run(
+        dir.path(),
+        &excluded,
+        &crasher_path().unwrap(),
+        &["segv-null"],
+        false,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV));
+    assert_eq!(r.report.unwrap()["debugger"], "excluded");
+    // auto = 0 and no controlling terminal (new session): "no".
+    let ask = format!("{}auto = 0\n", probe_debugger(&out, false));
+    let r = run(
+        dir.path(),
+        &ask,
+        &crasher_path().unwrap(),
+        &["segv-null"],
+        true,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV));
+    assert_eq!(r.report.unwrap()["debugger"], "declined");
+    assert!(!out.exists());
+}
+
+#[test]
+fn threads_crash_is_handled_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let r = run(
+        dir.path(),
+        &probe_debugger(&out, false),
+        &crasher_path().unwrap(),
+        &["threads-crash"],
+        false,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV), "{:?}", r.out);
+    let stdout = String::from_utf8_lossy(&r.out.stdout);
+    let tids = stdout
+        .lines()
+        .find_map(coroner_crashers::parse_threads_line)
+        .unwrap();
+    let rep = r.report.unwrap();
+    let tid: u32 = rep["tid"].parse().unwrap();
+    let index = tids.iter().position(|t| *t == tid).expect("a crash thread");
+    assert_eq!(
+        rep["addr"],
+        format!("{:#x}", coroner_crashers::threads_crash_addr(index))
+    );
+    let p = fields(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(p["tid"], rep["tid"]);
+}
+
+#[test]
+fn stack_overflow_runs_on_the_alternate_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let r = run(
+        dir.path(),
+        &probe_debugger(&out, false),
+        &crasher_path().unwrap(),
+        &["stack-overflow"],
+        false,
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV), "{:?}", r.out);
+    assert_eq!(r.report.unwrap()["event"], "exited");
+    assert!(out.is_file());
+}
+
+#[test]
+fn program_with_its_own_handler_is_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let r = run(
+        dir.path(),
+        &probe_debugger(&out, false),
+        &crasher_path().unwrap(),
+        &["recover"],
+        false,
+    );
+    assert!(r.out.status.success(), "{:?}", r.out);
+    assert!(String::from_utf8_lossy(&r.out.stdout).contains("recovered 3"));
+    assert!(r.report.is_none());
+    assert!(!out.exists());
+
+    let r = run(
+        dir.path(),
+        &probe_debugger(&out, false),
+        &example("dispositions"),
+        &["100000"],
+        false,
+    );
+    assert!(r.out.status.success(), "{:?}", r.out);
+    let stdout = String::from_utf8_lossy(&r.out.stdout);
+    for expected in [
+        "own_handler_in_kernel=true",
+        "query_returns_own=true",
+        "ignored_abort_query=true",
+        "abort_ignored=true",
+        "signal_returned_own=true",
+        "query_after_dfl_is_dfl=true",
+        &format!("thread_altstack={}", coroner_runtime::ALT_STACK_SIZE),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "{expected} not in {stdout}"
+        );
+    }
+    assert!(stdout.contains("faults 100000 "), "{stdout}");
+    assert!(r.report.is_none());
+    assert!(!out.exists());
+}
