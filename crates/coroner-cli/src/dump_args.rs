@@ -93,6 +93,10 @@ Options (ProcDump spellings in parentheses):
   --on-crash      (-e)   wait for an unhandled fatal signal, then dump
   --launch        (-x)   start COMMAND and watch it (with -e)
   --jit           (-j)   AeDebug entry: exception context from the JIT block
+  -i [FOLDER]            install `coroner dump -j` as the AeDebug debugger
+                         (auto = 1), dumping into FOLDER [default: .]
+  -u                     uninstall: restore what -i or `coroner dbg -iae` replaced
+  --config FILE          the configuration -i and -u edit
   --sync                 fsync the dump before it appears under its name, so
                          it survives a power loss (always on with -e and -j)
   --attach-timeout SECS  bound on stopping every thread, with -j [default: 30]
