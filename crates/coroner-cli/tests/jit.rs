@@ -22,7 +22,7 @@ fn sibling(name: &str) -> PathBuf {
 }
 
 struct Setup {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     config: PathBuf,
     out: PathBuf,
     dumps: PathBuf,
@@ -49,7 +49,7 @@ fn setup(mode: &str, extra_aedebug: &str, localdumps: bool) -> Setup {
     let config = dir.path().join("coroner.toml");
     std::fs::write(&config, text).unwrap();
     Setup {
-        dir,
+        _dir: dir,
         config,
         out,
         dumps,
