@@ -4,6 +4,7 @@
 //! thread and top frame must be right, and the program must still die by
 //! its own signal.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -168,34 +169,7 @@ fn check(kind_name: &str, format: &str) {
     assert!(o.dump.exists());
 }
 
-macro_rules! kinds {
-    ($($test:ident => $kind:literal),* $(,)?) => {
-        $(
-            #[test]
-            fn $test() {
-                check($kind, "minidump");
-            }
-        )*
-    };
-}
-
-kinds! {
-    segv_null => "segv-null",
-    segv_wild => "segv-wild",
-    segv_noncanonical => "segv-noncanonical",
-    write_ro => "write-ro",
-    stack_overflow => "stack-overflow",
-    sigbus => "sigbus",
-    fpe_int_div => "fpe-int-div",
-    sigill => "sigill",
-    abort => "abort",
-    assert => "assert",
-    stack_chk => "stack-chk",
-    rust_panic_abort => "rust-panic-abort",
-    cxx_terminate => "cxx-terminate",
-    threads_crash => "threads-crash",
-    reraise => "reraise",
-}
+crash_kind_tests!(check, "minidump");
 
 #[test]
 fn segv_null_as_elf_core() {

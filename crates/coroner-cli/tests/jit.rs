@@ -6,6 +6,7 @@
 //! it exits (the runtime goes on to the LocalDumps dump). Either way the
 //! process dies by its own signal.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -187,35 +188,12 @@ fn check(kind_name: &str, mode: &str) {
     assert!(stderr.contains("dump: written"), "{stderr}");
 }
 
-macro_rules! kinds {
-    ($($test:ident => $kind:literal),* $(,)?) => {
-        mod signalled {
-            use super::check;
-            $( #[test] fn $test() { check($kind, "signal"); } )*
-        }
-        mod declined_then_dumped {
-            use super::check;
-            $( #[test] fn $test() { check($kind, "exit"); } )*
-        }
-    };
+mod signalled {
+    crash_kind_tests!(super::check, "signal");
 }
 
-kinds! {
-    segv_null => "segv-null",
-    segv_wild => "segv-wild",
-    segv_noncanonical => "segv-noncanonical",
-    write_ro => "write-ro",
-    stack_overflow => "stack-overflow",
-    sigbus => "sigbus",
-    fpe_int_div => "fpe-int-div",
-    sigill => "sigill",
-    abort => "abort",
-    assert => "assert",
-    stack_chk => "stack-chk",
-    rust_panic_abort => "rust-panic-abort",
-    cxx_terminate => "cxx-terminate",
-    threads_crash => "threads-crash",
-    reraise => "reraise",
+mod declined_then_dumped {
+    crash_kind_tests!(super::check, "exit");
 }
 
 /// std's own SIGSEGV handler resets to SIG_DFL and returns; the runtime

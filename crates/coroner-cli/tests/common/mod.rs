@@ -1,6 +1,38 @@
 //! Helpers shared by the end-to-end tests: run the real `coroner` binary
 //! and the crasher, read dumps back with independent readers.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
+
+/// One `#[test]` per crasher kind, each calling `$check(kind, $arg)`:
+/// the one list of kinds the end-to-end suites run.
+macro_rules! crash_kind_tests {
+    ($check:path, $arg:expr) => {
+        crash_kind_tests!(@each $check, $arg,
+            segv_null => "segv-null",
+            segv_wild => "segv-wild",
+            segv_noncanonical => "segv-noncanonical",
+            write_ro => "write-ro",
+            stack_overflow => "stack-overflow",
+            sigbus => "sigbus",
+            fpe_int_div => "fpe-int-div",
+            sigill => "sigill",
+            abort => "abort",
+            assert => "assert",
+            stack_chk => "stack-chk",
+            rust_panic_abort => "rust-panic-abort",
+            cxx_terminate => "cxx-terminate",
+            threads_crash => "threads-crash",
+            reraise => "reraise",
+        );
+    };
+    (@each $check:path, $arg:expr, $($test:ident => $kind:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $check($kind, $arg);
+            }
+        )*
+    };
+}
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
