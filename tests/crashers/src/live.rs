@@ -35,19 +35,18 @@ pub fn live(mib: usize, threads: usize) {
         }
     }
     barrier.wait();
-    say(&format!(
+    let ready = format!(
         "ready {} marker={:#x} threads={threads}",
         std::process::id(),
         block.as_ptr() as u64
-    ));
-    live_main_wait(0);
+    );
+    live_main_wait(0, &ready);
     drop(black_box(block));
 }
 
 /// `ready <pid>`, then wait for EOF on stdin.
 pub fn sleep() {
-    say(&format!("ready {}", std::process::id()));
-    live_main_wait(0);
+    live_main_wait(0, &format!("ready {}", std::process::id()));
 }
 
 /// One of `LIVE_WORKER_DEPTH` frames of a worker, each with a filled
@@ -81,13 +80,16 @@ pub fn live_worker_park(barrier: &Barrier) -> u64 {
 }
 
 /// The main thread's wait, a few named frames deep: `live_main_wait` ×3,
-/// then `live_main_read_stdin`.
+/// which prints `ready` and then calls `live_main_read_stdin`. The line is
+/// printed from inside the named frames so that a dump taken the moment the
+/// reader sees it (while `write` is still returning) still shows them.
 #[no_mangle]
 #[inline(never)]
-pub fn live_main_wait(depth: u32) -> u64 {
+pub fn live_main_wait(depth: u32, ready: &str) -> u64 {
     if depth < 2 {
-        black_box(live_main_wait(black_box(depth + 1))) ^ u64::from(depth)
+        black_box(live_main_wait(black_box(depth + 1), ready)) ^ u64::from(depth)
     } else {
+        say(ready);
         live_main_read_stdin()
     }
 }
