@@ -125,54 +125,8 @@ impl Watch {
         })?;
         let mut cmd = Command::new(program);
         cmd.args(args);
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls ptrace(2), which is async-signal-safe; it touches no memory
-        // shared with the parent's other threads.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Traced from exec on: the child stops with SIGTRAP right
-                // after execve succeeds (std's spawn waits for the exec).
-                if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|source| ProcError::Launch {
-            command: program.to_string_lossy().into_owned(),
-            source,
-        })?;
-        let pid = Pid(child.id() as i32);
+        let (pid, child) = launch_seized(&mut cmd, OPTIONS | ptrace::PTRACE_O_EXITKILL)?;
         let tid = Tid(pid.0);
-        let launch_err = |what: String| ProcError::Launch {
-            command: program.to_string_lossy().into_owned(),
-            source: io::Error::other(what),
-        };
-        // 1. The exec stop of a PTRACE_TRACEME tracee.
-        match wait::wait_tid(tid) {
-            Ok(WaitStatus::Stopped { sig }) if sig == libc::SIGTRAP => {}
-            Ok(other) => return Err(launch_err(format!("unexpected first stop {other:?}"))),
-            Err(source) => return Err(ProcError::Wait { pid, tid, source }),
-        }
-        // 2. Hand over from TRACEME to SEIZE (only seized tracees can be
-        // interrupted, which stopping the other threads at a crash needs):
-        // detach into a SIGSTOP, seize the stopped child, continue it.
-        ptrace::detach(tid, libc::SIGSTOP).map_err(|e| ptrace_err("DETACH", pid, tid, e))?;
-        loop {
-            match wait::waitpid(tid, libc::WUNTRACED) {
-                Ok(Some(WaitStatus::Stopped { .. } | WaitStatus::GroupStop { .. })) => break,
-                Ok(Some(WaitStatus::Exited { code })) => {
-                    return Err(launch_err(format!("exited with {code} before it ran")))
-                }
-                Ok(Some(WaitStatus::Signaled { sig, .. })) => {
-                    return Err(launch_err(format!("killed by signal {sig} before it ran")))
-                }
-                Ok(_) => continue,
-                Err(source) => return Err(ProcError::Wait { pid, tid, source }),
-            }
-        }
-        ptrace::seize(tid, OPTIONS | ptrace::PTRACE_O_EXITKILL)
-            .map_err(|e| ptrace_err("SEIZE", pid, tid, e))?;
         coroner_sys::signal::kill(pid, libc::SIGCONT)
             .map_err(|e| ptrace_err("SIGCONT", pid, tid, e))?;
         // `child` only reaps through waitpid, which our loop does.
@@ -512,4 +466,64 @@ mod tests {
             none
         ));
     }
+}
+
+/// Spawn `cmd` and leave it seized (with `options`) and stopped by
+/// `SIGSTOP` right after its `execve`, before its first instruction. The
+/// caller resumes it with `SIGCONT` (a seized tracee then reports the
+/// `SIGCONT` delivery), and reaps it through `waitpid` (the returned
+/// `Child` must not be waited on).
+///
+/// How: `PTRACE_TRACEME` in the child (the exec stops it with `SIGTRAP`),
+/// then a hand-over to `PTRACE_SEIZE` (only seized tracees can be
+/// interrupted): detach into a `SIGSTOP`, seize the stopped child.
+pub fn launch_seized(
+    cmd: &mut Command,
+    options: u32,
+) -> Result<(Pid, std::process::Child), ProcError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls ptrace(2), which is async-signal-safe; it touches no memory
+    // shared with the parent's other threads.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Traced from exec on: the child stops with SIGTRAP right
+            // after execve succeeds (std's spawn waits for the exec).
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|source| ProcError::Launch {
+        command: program.clone(),
+        source,
+    })?;
+    let pid = Pid(child.id() as i32);
+    let tid = Tid(pid.0);
+    let launch_err = |what: String| ProcError::Launch {
+        command: program.clone(),
+        source: io::Error::other(what),
+    };
+    match wait::wait_tid(tid) {
+        Ok(WaitStatus::Stopped { sig }) if sig == libc::SIGTRAP => {}
+        Ok(other) => return Err(launch_err(format!("unexpected first stop {other:?}"))),
+        Err(source) => return Err(ProcError::Wait { pid, tid, source }),
+    }
+    ptrace::detach(tid, libc::SIGSTOP).map_err(|e| ptrace_err("DETACH", pid, tid, e))?;
+    loop {
+        match wait::waitpid(tid, libc::WUNTRACED) {
+            Ok(Some(WaitStatus::Stopped { .. } | WaitStatus::GroupStop { .. })) => break,
+            Ok(Some(WaitStatus::Exited { code })) => {
+                return Err(launch_err(format!("exited with {code} before it ran")))
+            }
+            Ok(Some(WaitStatus::Signaled { sig, .. })) => {
+                return Err(launch_err(format!("killed by signal {sig} before it ran")))
+            }
+            Ok(_) => continue,
+            Err(source) => return Err(ProcError::Wait { pid, tid, source }),
+        }
+    }
+    ptrace::seize(tid, options).map_err(|e| ptrace_err("SEIZE", pid, tid, e))?;
+    Ok((pid, child))
 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const PTRACE_PEEKUSER: libc::c_long = 3;
 const PTRACE_CONT: libc::c_long = 7;
+const PTRACE_SINGLESTEP: libc::c_long = 9;
+const PTRACE_SETOPTIONS: libc::c_long = 0x4200;
 const PTRACE_DETACH: libc::c_long = 17;
 const PTRACE_GETEVENTMSG: libc::c_long = 0x4201;
 const PTRACE_GETSIGINFO: libc::c_long = 0x4202;
@@ -75,6 +77,19 @@ pub fn interrupt(tid: Tid) -> io::Result<()> {
 pub fn cont(tid: Tid, sig: i32) -> io::Result<()> {
     // SAFETY: CONT takes no pointers (data is the signal number).
     unsafe { raw(PTRACE_CONT, tid, 0, sig as usize) }.map(drop)
+}
+
+/// `PTRACE_SINGLESTEP`, delivering `sig` (0 for none): run one
+/// instruction, then stop with `SIGTRAP` (`TRAP_TRACE`).
+pub fn step(tid: Tid, sig: i32) -> io::Result<()> {
+    // SAFETY: SINGLESTEP takes no pointers (data is the signal number).
+    unsafe { raw(PTRACE_SINGLESTEP, tid, 0, sig as usize) }.map(drop)
+}
+
+/// `PTRACE_SETOPTIONS`: replace the `PTRACE_O_*` options of a tracee.
+pub fn set_options(tid: Tid, options: u32) -> io::Result<()> {
+    // SAFETY: SETOPTIONS takes no pointers (data is the option bits).
+    unsafe { raw(PTRACE_SETOPTIONS, tid, 0, options as usize) }.map(drop)
 }
 
 /// `PTRACE_DETACH`, delivering `sig` (0 for none). A tracee detached while

@@ -87,3 +87,24 @@ mod tests {
         tgkill(crate::getpid(), crate::gettid(), 0).unwrap();
     }
 }
+
+/// Signal an eventfd (or write one counter tick to any fd) that this
+/// process inherited by number: the AeDebug `-e` event of a JIT launch.
+/// Writes the 8-byte value 1.
+pub fn signal_event_fd(fd: i32) -> io::Result<()> {
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: `one` is a live 8-byte buffer for the duration of the call;
+    // write(2) on a bad or foreign fd fails with EBADF and touches nothing
+    // of ours.
+    let r = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if r as usize != one.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short write to the event fd",
+        ));
+    }
+    Ok(())
+}
