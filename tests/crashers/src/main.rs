@@ -12,6 +12,7 @@
 #![no_main]
 
 mod aborts;
+mod events;
 mod faults;
 mod handlers;
 mod live;
@@ -24,7 +25,8 @@ const USAGE: &str = "usage: crasher KIND [ARGS]
 crash kinds: segv-null segv-wild segv-noncanonical write-ro stack-overflow sigbus
              fpe-int-div sigill abort assert stack-chk rust-panic-abort
              cxx-terminate threads-crash reraise
-others:      live [MIB] [THREADS] | sleep | recover | sigusr1-loop N | exit CODE";
+others:      live [MIB] [THREADS] | sleep | recover | sigusr1-loop N | exit CODE
+             thread-once | dlopen LIB | spawn PROG [ARGS]";
 
 /// Entry point called by the C runtime (see the crate docs for why it is not
 /// Rust's `fn main`). Arguments come from `std::env::args`, which glibc
@@ -77,6 +79,18 @@ fn run(args: &[&str]) -> Result<c_int, String> {
         "sigusr1-loop" => match rest {
             [n] => Ok(handlers::sigusr1_loop(parse(n, "N")?)),
             _ => Err("sigusr1-loop takes N".into()),
+        },
+        "thread-once" => {
+            no_args(0)?;
+            Ok(events::thread_once())
+        }
+        "dlopen" => match rest {
+            [lib] => Ok(events::dlopen(lib)),
+            _ => Err("dlopen takes LIB".into()),
+        },
+        "spawn" => match rest {
+            [prog, args @ ..] => Ok(events::spawn(prog, args)),
+            _ => Err("spawn takes PROG [ARGS]".into()),
         },
         "exit" => match rest {
             [code] => Ok(parse(code, "CODE")?),
