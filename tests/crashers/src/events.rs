@@ -1,8 +1,10 @@
 //! Kinds that make debugger events happen and then exit cleanly:
-//! `thread-once` (a thread starts and ends), `dlopen LIB` (a library is
-//! loaded at run time), `spawn PROG [ARGS]` (a child process runs a program).
+//! `thread-once` (a thread starts and ends) and `spawn PROG [ARGS]` (a
+//! child process runs a program). Loading a library at run time is the
+//! separate `dlopener` program: the crasher links libstdc++, which already
+//! brings in libm.
 
-use std::ffi::{c_int, CString};
+use std::ffi::c_int;
 use std::process::Command;
 use std::thread;
 
@@ -17,23 +19,6 @@ pub fn thread_once() -> c_int {
         Ok(Ok(())) => 0,
         _ => 1,
     }
-}
-
-/// `dlopen(lib, RTLD_NOW)`; prints `loaded LIB` or `dlopen failed`.
-pub fn dlopen(lib: &str) -> c_int {
-    let Ok(name) = CString::new(lib) else {
-        return 2;
-    };
-    // SAFETY: `name` is a valid NUL-terminated string; dlopen runs the
-    // library's initialisers, which for the system libraries the tests load
-    // (libm) do nothing unsafe for us.
-    let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
-    if handle.is_null() {
-        say("dlopen failed");
-        return 1;
-    }
-    say(&format!("loaded {lib}"));
-    0
 }
 
 /// Runs `prog args…` as a child (fork + exec), waits, exits with its code.

@@ -26,7 +26,7 @@ crash kinds: segv-null segv-wild segv-noncanonical write-ro stack-overflow sigbu
              fpe-int-div sigill abort assert stack-chk rust-panic-abort
              cxx-terminate threads-crash reraise
 others:      live [MIB] [THREADS] | sleep | recover | sigusr1-loop N | exit CODE
-             thread-once | dlopen LIB | spawn PROG [ARGS]";
+             thread-once | spawn PROG [ARGS]";
 
 /// Entry point called by the C runtime (see the crate docs for why it is not
 /// Rust's `fn main`). Arguments come from `std::env::args`, which glibc
@@ -84,10 +84,6 @@ fn run(args: &[&str]) -> Result<c_int, String> {
             no_args(0)?;
             Ok(events::thread_once())
         }
-        "dlopen" => match rest {
-            [lib] => Ok(events::dlopen(lib)),
-            _ => Err("dlopen takes LIB".into()),
-        },
         "spawn" => match rest {
             [prog, args @ ..] => Ok(events::spawn(prog, args)),
             _ => Err("spawn takes PROG [ARGS]".into()),
