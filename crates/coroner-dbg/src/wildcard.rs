@@ -139,10 +139,8 @@ pub fn has_wildcards(text: &str) -> bool {
     let mut it = text.chars().peekable();
     while let Some(c) = it.next() {
         match c {
-            '\\' => {
-                if it.peek().is_some_and(|&n| is_escapable(n)) {
-                    it.next();
-                }
+            '\\' if it.peek().is_some_and(|&n| is_escapable(n)) => {
+                it.next();
             }
             '*' | '?' | '[' | '#' | '+' => return true,
             _ => {}
