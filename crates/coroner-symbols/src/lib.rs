@@ -6,16 +6,25 @@
 //! (addr2line: demangled names, lines, inlined frames; ELF symbol table when
 //! there is no DWARF) and CFI unwinding (framehop over `.eh_frame` /
 //! `.debug_frame`) for [`CoronerSymbolProvider`], a
-//! `minidump_unwind::SymbolProvider`.
+//! `minidump_unwind::SymbolProvider`. For the debugger: [`ModuleImage`]
+//! (one module's symbols, lines and CFI at a runtime base) and
+//! [`unwind`] (a gimli CFI unwinder over raw memory, x86-64).
 //!
 //! Must not: use a file whose build id differs from the dump's (it records
 //! a [`Refusal`] instead), touch the network, or panic on a malformed file.
 //! Every file is read with `std::fs::read`; no `unsafe` mapping.
 
+pub mod cfi;
 pub mod elf;
+pub mod image;
 pub mod locate;
 pub mod provider;
 
+pub use cfi::{
+    unwind, unwind_traced, FrameMemory, FrameTrust, Unwind, UnwindRegs, UnwindStop, UnwoundFrame,
+    X86_64_REGS,
+};
+pub use image::{ModuleImage, SymbolHit};
 pub use locate::{Refusal, SymbolOptions};
 pub use provider::{CoronerSymbolProvider, InlineCall, ModuleSymbols, SymbolStatus, Symbolized};
 
