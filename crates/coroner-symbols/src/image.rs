@@ -37,9 +37,10 @@ use std::time::SystemTime;
 /// One symbol of a module, at its runtime address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SymbolHit {
-    /// Demangled name, without Rust's `::h<hash>` suffix.
+    /// Demangled name, without Rust's `::h<hash>` suffix or an ELF symbol
+    /// version (`@GLIBC_2.2.5`).
     pub name: String,
-    /// The name as the symbol table spells it (mangled).
+    /// The name as the symbol table spells it (mangled, with its version).
     pub raw_name: String,
     /// Runtime address of the symbol's first byte.
     pub address: u64,
@@ -55,7 +56,8 @@ struct FileSymbol {
     raw_name: String,
     name: String,
     function: bool,
-    /// Preference among aliases at one address: global 2, weak 1, local 0.
+    /// Preference among aliases at one address: global over weak over
+    /// local, then the default symbol version over an old one.
     rank: u8,
 }
 
@@ -357,7 +359,8 @@ impl ModuleImage {
 
     /// The function containing `addr`: the nearest preceding function symbol
     /// whose size covers `addr`, or the nearest preceding one when its size
-    /// is 0. Among aliases, global names win over weak, weak over local.
+    /// is 0. Among aliases, global names win over weak, weak over local, and
+    /// a symbol's default version over an old one.
     pub fn symbol_at(&self, addr: u64) -> Option<SymbolHit> {
         let svma = self.to_svma(addr)?;
         let syms = &self.inner.symbols;
@@ -391,8 +394,8 @@ impl ModuleImage {
         })
     }
 
-    /// Symbols named `name`: the raw (mangled) name, the demangled name, or
-    /// the demangled name with Rust's `::h<hash>` suffix.
+    /// Symbols named `name`: the raw (mangled, maybe `@VERSION`) name, the
+    /// demangled bare name, or that with Rust's `::h<hash>` suffix.
     pub fn lookup(&self, name: &str) -> Vec<SymbolHit> {
         let bare = strip_rust_hash(name);
         self.symbols
@@ -702,15 +705,23 @@ fn collect_symbols(file: &object::File<'_>, out: &mut Vec<FileSymbol>) {
         if raw_name.is_empty() || sym.address() == 0 {
             continue;
         }
-        let name = addr2line::demangle_auto(Cow::Borrowed(raw_name), None);
+        // `.symtab` spells versioned symbols `name@VERSION` (and the
+        // default version `name@@VERSION`); the name shown and looked up is
+        // the bare one, and the default version wins among aliases.
+        let (bare, default_version) = match raw_name.split_once('@') {
+            Some((bare, v)) if !bare.is_empty() => (bare, v.starts_with('@')),
+            _ => (raw_name, true),
+        };
+        let name = addr2line::demangle_auto(Cow::Borrowed(bare), None);
         let name = strip_rust_hash(&name).to_string();
-        let rank = if sym.is_weak() {
+        let binding = if sym.is_weak() {
             1
         } else if sym.is_global() {
             2
         } else {
             0
         };
+        let rank = binding * 2 + u8::from(default_version);
         out.push(FileSymbol {
             svma: sym.address(),
             size: sym.size(),
