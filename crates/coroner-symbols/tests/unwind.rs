@@ -4,23 +4,28 @@
 //! handler, built three ways (CFI in `.eh_frame`, CFI only in
 //! `.debug_frame`, no CFI but frame pointers) so that each path of the
 //! unwinder carries the walk from the handler, through `__restore_rt`, into
-//! the interrupted function and out to `main`.
+//! the interrupted function and out to `main`. An ELF core of each stopped
+//! process must unwind to exactly the same frames as the live process (the
+//! core holds stacks but not the trampoline's code, which then comes from
+//! libc's file).
 
+use coroner_dump::corefile::CoreFile;
+use coroner_dump::{dump_attached, DumpFormat, DumpOptions, NoProgress};
 use coroner_proc::procfs::read_maps;
-use coroner_proc::{Attached, MemorySource, ProcessMemory};
+use coroner_proc::{Attached, MemorySource};
 use coroner_symbols::cfi::reg;
 use coroner_symbols::{
     unwind_traced, FrameMemory, FrameTrust, ModuleImage, SymbolOptions, UnwindRegs, UnwindStop,
     UnwoundFrame,
 };
-use coroner_types::{Pid, Tid};
+use coroner_types::{Mapping, Pid, Tid};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-struct Mem<'a>(&'a ProcessMemory);
+struct Mem<'a>(&'a dyn MemorySource);
 
 impl FrameMemory for Mem<'_> {
     fn read_u64(&self, addr: u64) -> Option<u64> {
@@ -30,23 +35,24 @@ impl FrameMemory for Mem<'_> {
     }
 }
 
-/// Every file-backed module of `pid` (base = start of its offset-0
-/// mapping, end = end of its last mapping), and the vDSO from memory.
-fn load_images(pid: Pid, mem: &ProcessMemory) -> Vec<ModuleImage> {
-    let maps = read_maps(pid).expect("maps");
+/// Every file-backed module of a mapping list (base = start of its
+/// offset-0 mapping, end = end of its last mapping), and the vDSO from
+/// memory when it is there.
+fn load_images(maps: &[Mapping], mem: &dyn MemorySource) -> Vec<ModuleImage> {
     let mut ranges: BTreeMap<String, (Option<u64>, u64)> = BTreeMap::new();
     let mut images = Vec::new();
-    for m in &maps {
+    for m in maps {
         let name = String::from_utf8_lossy(&m.name).into_owned();
         if name == "[vdso]" {
             let mut data = vec![0u8; (m.end - m.start) as usize];
-            mem.read_exact(m.start, &mut data).expect("vdso bytes");
-            images.push(ModuleImage::from_bytes(
-                &name,
-                m.start,
-                m.end - m.start,
-                data,
-            ));
+            if mem.read_exact(m.start, &mut data).is_ok() {
+                images.push(ModuleImage::from_bytes(
+                    &name,
+                    m.start,
+                    m.end - m.start,
+                    data,
+                ));
+            }
             continue;
         }
         if !name.starts_with('/') {
@@ -64,6 +70,58 @@ fn load_images(pid: Pid, mem: &ProcessMemory) -> Vec<ModuleImage> {
         images.push(ModuleImage::load(&opts, &name, base, end - base, None));
     }
     images
+}
+
+fn live_images(att: &Attached) -> Vec<ModuleImage> {
+    load_images(&read_maps(att.pid()).expect("maps"), att.memory())
+}
+
+/// Writes an ELF core of the stopped process (default "mini" level:
+/// stacks and the code around each thread's pc), reads it back and unwinds
+/// each thread of `live` from the core's registers and memory: the frames
+/// must be the same.
+///
+/// `not_dumped`: addresses the core must not hold (so that what the
+/// unwinder needs there comes from the module files).
+fn assert_core_unwinds_the_same(
+    att: &Attached,
+    live: &BTreeMap<Tid, Vec<UnwoundFrame>>,
+    not_dumped: &[u64],
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("core");
+    let opts = DumpOptions {
+        format: DumpFormat::ElfCore,
+        ..DumpOptions::default()
+    };
+    dump_attached(att, &path, false, &opts, &NoProgress).expect("write core");
+    let core = CoreFile::open(&path).expect("open core");
+    let snap = core.snapshot();
+    let images = load_images(&snap.mappings, &core);
+    for &addr in not_dumped {
+        let mut b = [0u8; 1];
+        assert!(
+            core.read_exact(addr, &mut b).is_err(),
+            "{addr:#x} is in the core"
+        );
+    }
+    for (tid, frames) in live {
+        let t = snap
+            .threads
+            .iter()
+            .find(|t| t.tid == *tid)
+            .expect("thread in core");
+        let regs = t.regs.as_ref().expect("registers in core");
+        let from_core = unwind_traced(&images, &Mem(&core), UnwindRegs::from(&regs.gp), 256);
+        assert_eq!(
+            &from_core.frames,
+            frames,
+            "thread {} from the core:\n{}\nlive:\n{}",
+            tid.0,
+            describe(&images, &from_core.frames),
+            describe(&images, frames)
+        );
+    }
 }
 
 /// `module!function` of a frame (`?` parts when unknown).
@@ -120,7 +178,7 @@ fn live_crasher_threads_unwind_through_every_frame() {
     let ready = coroner_crashers::parse_ready_line(&read_line(&mut out)).expect("ready line");
     let pid = Pid(ready.pid as i32);
     let att = Attached::seize(pid, Duration::from_secs(20)).expect("seize");
-    let images = load_images(pid, att.memory());
+    let images = live_images(&att);
     let exe = images
         .iter()
         .find(|i| i.path() == Some(crasher.as_path()) || i.code_file() == crasher.to_str().unwrap())
@@ -130,12 +188,14 @@ fn live_crasher_threads_unwind_through_every_frame() {
     let mem = Mem(att.memory());
 
     let mut workers = 0;
+    let mut all = BTreeMap::new();
     for &tid in att.tids() {
         let regs = att.regs(tid).expect("regs");
         let u = unwind_traced(&images, &mem, UnwindRegs::from(&regs.gp), 256);
         let names: Vec<String> = u.frames.iter().map(|f| frame_name(&images, f)).collect();
         let text = describe(&images, &u.frames);
         assert_eq!(u.stop, UnwindStop::EndOfStack, "tid {}:\n{text}", tid.0);
+        all.insert(tid, u.frames.clone());
         // Every frame below 0 came from CFI, and CFI recovered every
         // callee-saved register (the `live` stacks are all readable).
         for (i, f) in u.frames.iter().enumerate().skip(1) {
@@ -203,6 +263,7 @@ fn live_crasher_threads_unwind_through_every_frame() {
         );
     }
     assert_eq!(workers, 2);
+    assert_core_unwinds_the_same(&att, &all, &[]);
     att.detach().expect("detach");
     assert!(finish(child).success());
 }
@@ -339,7 +400,7 @@ fn signal_frame_case(how: Build) {
     assert_eq!(read_line(&mut out), "ready\n");
     let pid = Pid(child.id() as i32);
     let att = Attached::seize(pid, Duration::from_secs(20)).expect("seize");
-    let images = load_images(pid, att.memory());
+    let images = live_images(&att);
     let prog = images
         .iter()
         .find(|i| i.code_file() == exe.to_str().unwrap())
@@ -423,6 +484,9 @@ fn signal_frame_case(how: Build) {
     );
     assert_eq!(u.stop, UnwindStop::EndOfStack, "{text}");
 
+    let tramp_pc = f[handler + 1].pc;
+    let live = BTreeMap::from([(Tid(pid.0), u.frames.clone())]);
+    assert_core_unwinds_the_same(&att, &live, &[tramp_pc]);
     att.detach().expect("detach");
     assert!(finish(child).success());
 }
