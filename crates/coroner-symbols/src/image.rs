@@ -955,6 +955,13 @@ mod tests {
     use dwarf::Reader;
 
     #[test]
+    fn images_can_be_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<ModuleImage>();
+        send_sync::<SymbolHit>();
+    }
+
+    #[test]
     fn module_names_cut_at_the_first_dot() {
         assert_eq!(module_name("/usr/lib/x86_64-linux-gnu/libc.so.6"), "libc");
         assert_eq!(
