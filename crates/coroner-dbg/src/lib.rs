@@ -12,7 +12,12 @@
 pub mod cmdline;
 pub mod command;
 pub mod disasm;
+pub mod exec;
 pub mod expr;
 pub mod filters;
+pub mod format;
+pub mod live;
+pub mod session;
+pub mod target;
 pub mod toolsini;
 pub mod wildcard;

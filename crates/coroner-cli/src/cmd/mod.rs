@@ -3,5 +3,6 @@
 pub mod analyze;
 pub mod config;
 pub mod dbg;
+pub mod dbg_prompt;
 pub mod dump;
 pub mod run;

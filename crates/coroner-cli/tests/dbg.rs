@@ -1,0 +1,341 @@
+//! `coroner dbg` end to end: scripted sessions (commands on stdin) on
+//! crasher programs, checked against what CDB would do.
+
+#[macro_use]
+mod common;
+
+use common::{coroner, crasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Run `coroner dbg ARGS` with `script` on stdin (no core files, bounded
+/// by `timeout`). Returns the output; stdout is the session transcript.
+fn dbg(args: &[&std::ffi::OsStr], script: &str) -> Output {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -c 0; exec timeout 120 \"$@\"")
+        .arg("sh")
+        .arg(coroner())
+        .arg("dbg")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn coroner dbg");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "coroner dbg timed out:\n{}",
+        text(&out)
+    );
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// The `Call Site` column of a `k` listing in a transcript, between the
+/// header and the next blank/prompt-less line.
+fn call_sites(transcript: &str, nth: usize) -> Vec<String> {
+    let mut blocks = transcript.split("Child-SP          RetAddr               Call Site\n");
+    let block = blocks.nth(nth + 1).unwrap_or("");
+    block
+        .lines()
+        .take_while(|l| l.len() > 36 && l.as_bytes()[8] == b'`')
+        .map(|l| l[40..].trim().split(" [").next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn sx_listing_after_changes_matches_cdb() {
+    let c = crasher();
+    let o = dbg(
+        &[c.as_os_str(), os("exit"), os("0")],
+        "sxe -c \"r eax\" av\nsx- -c \"r ebx\" av\nsxe ld:kernel32\nsxd -c2 \"k\" ii\nsxn 0n10\nsxi SIGUSR2\nsx\nq\n",
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let start = out.find("  ct - Create thread").expect(&text(&o));
+    let end = out[start..]
+        .find("   * - Other exception")
+        .map(|e| start + e)
+        .expect(&text(&o));
+    let eol = out[end..].find('\n').map(|e| end + e).unwrap_or(out.len());
+    insta::assert_snapshot!("sx_listing", &out[start..eol]);
+}
+
+#[test]
+fn sxd_av_lets_a_recovering_handler_run_silently() {
+    let c = crasher();
+    let o = dbg(
+        &[os("-xd"), os("av"), os("-G"), c.as_os_str(), os("recover")],
+        "g\n",
+    );
+    let t = text(&o);
+    // Three faults, each reported once at first chance, none at second.
+    assert_eq!(
+        count(
+            &t,
+            "Access violation - code 0000000b (SIGSEGV SEGV_MAPERR) (first chance)"
+        ),
+        3,
+        "{t}"
+    );
+    assert!(!t.contains("second chance"), "{t}");
+    assert!(t.contains("recovered 3"), "{t}");
+}
+
+#[test]
+fn sxd_av_breaks_at_the_second_chance_of_a_reraise() {
+    let c = crasher();
+    let o = dbg(
+        &[os("-g"), os("-xd"), os("av"), c.as_os_str(), os("reraise")],
+        "k\n.lastevent\ngn\nq\n",
+    );
+    let t = text(&o);
+    assert!(t.contains("(!!! second chance !!!)"), "{t}");
+    assert!(
+        t.contains("Last event:") && t.contains("second chance"),
+        "{t}"
+    );
+    // The second chance is the delivery after the handler reset SIG_DFL.
+    let sites = call_sites(&String::from_utf8_lossy(&o.stdout), 0);
+    assert!(!sites.is_empty(), "a stack at the second chance\n{t}");
+    // Passing it on kills the target: the exit event reports the signal.
+    assert!(t.contains("killed by signal 11 (SIGSEGV)"), "{t}");
+}
+
+#[test]
+fn automatic_commands_run_under_sxi() {
+    let c = crasher();
+    let o = dbg(
+        &[c.as_os_str(), os("reraise")],
+        "sxi -c \".echo FIRST-CHANCE; g\" -c2 \".echo SECOND-CHANCE; r rip; gn\" av\ng\nq\n",
+    );
+    let t = text(&o);
+    // The handled fault and the re-raised one each get Cmd1; only the
+    // fatal one gets Cmd2.
+    assert_eq!(count(&t, "FIRST-CHANCE"), 2, "{t}");
+    assert_eq!(count(&t, "SECOND-CHANCE"), 1, "{t}");
+    assert!(t.contains("rip="), "{t}");
+    // sxi prints no event lines.
+    assert!(!t.contains("Access violation"), "{t}");
+    assert!(t.contains("killed by signal 11"), "{t}");
+}
+
+#[test]
+fn gh_after_fixing_a_register_continues_the_program() {
+    let c = crasher();
+    // crash_recover_fault writes cl to [rax] with rax = 0: point rax at
+    // the stack below the red zone, resume handled, and let the program's
+    // handler take the other two faults.
+    let o = dbg(
+        &[os("-xe"), os("av"), os("-G"), c.as_os_str(), os("recover")],
+        "g\nu @rip L1\nr rax=@rsp-0x400\ngh\nsxd av\ng\n",
+    );
+    let t = text(&o);
+    assert!(t.contains("mov     byte ptr [rax],cl"), "{t}");
+    assert!(t.contains("recovered 2"), "{t}");
+}
+
+#[test]
+fn sxe_ld_breaks_when_dlopen_loads_libm() {
+    let loader = crasher().with_file_name("dlopener");
+    let o = dbg(
+        &[os("-G"), loader.as_os_str(), os("libm.so.6")],
+        "sxe ld:libm*\ng\nlm m libm*\n.lastevent\ng\n",
+    );
+    let t = text(&o);
+    let modload = t
+        .lines()
+        .find(|l| l.starts_with("ModLoad:") && l.contains("libm.so.6"))
+        .unwrap_or("");
+    assert!(!modload.is_empty(), "{t}");
+    assert!(t.contains("libm             ("), "lm m libm* lists it\n{t}");
+    // It broke before the program said it loaded the library.
+    let brk = t.find(modload).unwrap();
+    let loaded = t.find("loaded libm.so.6").expect(&t);
+    assert!(brk < loaded, "{t}");
+}
+
+#[test]
+fn child_debugging_breaks_on_a_named_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = dir.path().join("child-crasher");
+    std::os::unix::fs::symlink(crasher(), &child).unwrap();
+    let c = crasher();
+    let o = dbg(
+        &[
+            os("-G"),
+            c.as_os_str(),
+            os("spawn"),
+            child.as_os_str(),
+            os("exit"),
+            os("3"),
+        ],
+        ".childdbg 1\nsxe cpr:child*\ng\n|\ng\n",
+    );
+    let t = text(&o);
+    assert!(
+        t.contains("Processes created by the current process will be debugged"),
+        "{t}"
+    );
+    assert!(t.contains("Create process child-crasher"), "{t}");
+    assert!(t.contains("child exited 3"), "{t}");
+}
+
+#[test]
+fn thread_create_and_exit_events() {
+    let c = crasher();
+    let o = dbg(
+        &[os("-G"), c.as_os_str(), os("thread-once")],
+        "sxe ct\nsxe et\ng\n~\ng\n.lastevent\ng\n",
+    );
+    let t = text(&o);
+    assert!(t.contains("Create thread 1:"), "{t}");
+    assert!(t.contains("Exit thread 1:"), "{t}");
+    assert!(
+        t.contains("\"once\"") || t.contains("\"crasher\""),
+        "thread list\n{t}"
+    );
+    assert!(t.contains("thread ran"), "{t}");
+}
+
+#[test]
+fn the_same_stack_on_a_live_target_a_minidump_and_a_core() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("live.dmp");
+    let core = dir.path().join("live.core");
+    let c = crasher();
+    let o = dbg(
+        &[c.as_os_str(), os("segv-null")],
+        &format!(
+            "g\nk\n.dump /ma {}\n.dump /f {}\nq\n",
+            md.display(),
+            core.display()
+        ),
+    );
+    let t = text(&o);
+    assert!(t.contains("Dump successfully written"), "{t}");
+    let live = call_sites(&String::from_utf8_lossy(&o.stdout), 0);
+    assert!(live.len() >= 3, "{t}");
+    assert!(live[0].starts_with("crasher!crash_segv_null"), "{live:?}");
+    for f in [&md, &core] {
+        let o = dbg(&[os("-z"), f.as_os_str()], "k\n.exr -1\nq\n");
+        let t2 = text(&o);
+        let frames = call_sites(&String::from_utf8_lossy(&o.stdout), 0);
+        assert_eq!(frames, live, "{}\n{t2}", f.display());
+        assert!(t2.contains("ExceptionCode: 0000000b (SIGSEGV)"), "{t2}");
+        assert!(
+            t2.contains("Attempt to write to address 0000000000000000"),
+            "{t2}"
+        );
+    }
+}
+
+#[test]
+fn execution_commands_refuse_a_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("x.dmp");
+    let c = crasher();
+    dbg(
+        &[c.as_os_str(), os("segv-null")],
+        &format!("g\n.dump {}\nq\n", md.display()),
+    );
+    let o = dbg(&[os("-z"), md.as_os_str()], "g\np\nr rax=1\n~\nq\n");
+    let t = text(&o);
+    assert_eq!(count(&t, "cannot run"), 1, "{t}");
+    assert!(t.contains("cannot step"), "{t}");
+    assert!(t.contains("cannot change registers"), "{t}");
+    assert!(t.contains("Id: "), "{t}");
+}
+
+/// A JIT session launched by the runtime: `coroner run` with an AeDebug
+/// debugger `coroner dbg -p %ld -e %ld -c "<cmds>"`.
+fn jit_session(cmds: &str, dir: &Path) -> (String, Output) {
+    let config = dir.join("coroner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aedebug]\ndebugger = \"'{}' dbg -p %ld -e %ld -c '{cmds}'\"\nauto = 1\ntimeout = 60\n",
+            coroner().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -c 0; exec timeout 120 \"$@\" </dev/null")
+        .arg("sh")
+        .arg(coroner())
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--")
+        .arg(crasher())
+        .arg("segv-null");
+    let out = cmd.output().unwrap();
+    (text(&out), out)
+}
+
+#[test]
+fn jdinfo_in_a_jit_session_shows_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, out) = jit_session(".jdinfo 0x%p; k; qd", dir.path());
+    assert!(t.contains("----- Exception occurred on thread"), "{t}");
+    assert!(t.contains("   ExceptionCode: 0000000b (SIGSEGV)"), "{t}");
+    assert!(
+        t.contains("Attempt to write to address 0000000000000000"),
+        "{t}"
+    );
+    assert!(t.contains("----- Context record at"), "{t}");
+    assert!(t.contains("crasher!crash_segv_null"), "{t}");
+    // qd: the crash proceeds and the program dies of its SIGSEGV.
+    assert_eq!(out.status.code(), Some(128 + 11), "{t}");
+}
+
+#[test]
+fn dump_slash_j_in_a_jit_session_records_the_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let base: PathBuf = dir.path().join("AeDebug.dmp");
+    let (t, _) = jit_session(
+        &format!(".dump /j 0x%p /u {}; qd", base.display()),
+        dir.path(),
+    );
+    assert!(t.contains("Dump successfully written"), "{t}");
+    let dump = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("AeDebug_")
+        })
+        .expect(&t);
+    let md = minidump::Minidump::read_path(&dump).unwrap();
+    let exc: minidump::MinidumpException = md.get_stream().unwrap();
+    assert_eq!(exc.raw.exception_record.exception_code, 11, "SIGSEGV");
+    assert_eq!(exc.raw.exception_record.exception_flags, 1, "SEGV_MAPERR");
+    assert_eq!(
+        exc.raw.exception_record.exception_information[1], 0,
+        "fault address"
+    );
+}

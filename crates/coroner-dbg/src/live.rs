@@ -1,0 +1,1631 @@
+//! The live target: one process (and, with `.childdbg 1`, its children)
+//! under ptrace, in all-stop mode.
+//!
+//! Owns: launching and attaching (`PTRACE_SEIZE` on every thread), the
+//! wait loop, software breakpoints (`int3`, stepped over on resume), single
+//! stepping, thread and process events (clone, exit, fork, exec), module
+//! load and unload through the dynamic linker's rendezvous (`r_debug.r_brk`),
+//! and the debuggee's output when we launched it. It reports typed
+//! [`Event`]s; deciding what an event means (filters, break or go) is the
+//! session's job.
+//!
+//! Must not: leave a tracee stopped or with a breakpoint byte in it when the
+//! session ends (detach restores every byte first), or call ptrace from any
+//! thread but the one that attached (the waiter thread only calls
+//! `waitpid`, which Linux allows any thread of the tracer's group to do).
+//!
+//! Windows and Linux differ here in three ways that shape this module.
+//! First chance is the signal-delivery-stop, before any handler of the
+//! program runs; a *second* chance is a delivery that would kill the
+//! process (no handler, not ignored, default action terminate), which is
+//! exactly when Windows would tell the debugger again. The initial
+//! breakpoint of a launched program is its entry point (`AT_ENTRY`): every
+//! `DT_NEEDED` library is mapped then, but unlike Windows their
+//! initialisers have already run. Module loads have no kernel event: a
+//! breakpoint on `r_brk` reports each `RT_CONSISTENT` state and we diff the
+//! file mappings.
+
+use crate::target::{
+    escape_name, modules_of, ExceptionInfo, Module, Target, TargetError, TargetKind, ThreadInfo,
+};
+use coroner_dump::elfmem::read_dso_debug;
+use coroner_proc::procfs;
+use coroner_proc::{MemorySource, ProcError, ProcessMemory, ProcessSnapshot};
+use coroner_sys::ptrace;
+use coroner_sys::wait::{self, WaitStatus};
+use coroner_types::{Pid, SigInfo, Tid, UserRegs};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::fs::FileExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+const OPTIONS: u32 = ptrace::PTRACE_O_TRACECLONE
+    | ptrace::PTRACE_O_TRACEEXEC
+    | ptrace::PTRACE_O_TRACEEXIT
+    | ptrace::PTRACE_O_TRACEFORK
+    | ptrace::PTRACE_O_TRACEVFORK;
+const SI_KERNEL: i32 = 0x80;
+const TRAP_BRKPT: i32 = 1;
+const TRAP_TRACE: i32 = 2;
+const AT_ENTRY: u64 = 9;
+const INT3: u8 = 0xcc;
+
+/// Which output stream of a launched target a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What happened in the target. The thread named is stopped (all-stop:
+/// every other thread keeps running until the session calls
+/// [`Live::stop_all`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Launch: the entry point was reached. Attach: the target was stopped.
+    InitialBreakpoint {
+        pid: Pid,
+        tid: Tid,
+    },
+    /// A signal is about to be delivered (first chance); `fatal` when its
+    /// delivery would kill the process (second chance).
+    Signal {
+        pid: Pid,
+        tid: Tid,
+        siginfo: SigInfo,
+        fatal: bool,
+    },
+    /// A user breakpoint (`bp`) was hit; the pc is at its address.
+    Breakpoint {
+        pid: Pid,
+        tid: Tid,
+        id: u32,
+    },
+    /// A `t`/`p` finished.
+    StepDone {
+        pid: Pid,
+        tid: Tid,
+    },
+    ThreadCreated {
+        pid: Pid,
+        tid: Tid,
+    },
+    ThreadExited {
+        pid: Pid,
+        tid: Tid,
+        code: i32,
+    },
+    /// A debugged child ran `execve` for the first time (`cpr`).
+    ProcessCreated {
+        pid: Pid,
+        parent: Pid,
+        name: String,
+    },
+    /// The thread-group leader is exiting; memory is still readable (`epr`).
+    ProcessExiting {
+        pid: Pid,
+        tid: Tid,
+        code: i32,
+    },
+    /// The process is gone.
+    ProcessExited {
+        pid: Pid,
+        status: WaitStatus,
+    },
+    ModuleLoaded {
+        pid: Pid,
+        tid: Tid,
+        module: Module,
+    },
+    ModuleUnloaded {
+        pid: Pid,
+        tid: Tid,
+        module: Module,
+    },
+    /// A line the launched target wrote (`out`); nothing is stopped.
+    Output {
+        pid: Pid,
+        stream: Stream,
+        line: String,
+    },
+}
+
+impl Event {
+    /// The process and thread the event stopped, if it stopped one.
+    pub fn stopped(&self) -> Option<(Pid, Tid)> {
+        match *self {
+            Event::InitialBreakpoint { pid, tid }
+            | Event::Signal { pid, tid, .. }
+            | Event::Breakpoint { pid, tid, .. }
+            | Event::StepDone { pid, tid }
+            | Event::ThreadCreated { pid, tid }
+            | Event::ThreadExited { pid, tid, .. }
+            | Event::ProcessExiting { pid, tid, .. }
+            | Event::ModuleLoaded { pid, tid, .. }
+            | Event::ModuleUnloaded { pid, tid, .. } => Some((pid, tid)),
+            Event::ProcessCreated { pid, .. } => Some((pid, Tid(pid.0))),
+            Event::ProcessExited { .. } | Event::Output { .. } => None,
+        }
+    }
+}
+
+/// Why a live operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    #[error("{op} on thread {tid} of process {pid}: {source}")]
+    Ptrace {
+        op: &'static str,
+        pid: i32,
+        tid: i32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("waiting for the target: {0}")]
+    Wait(#[source] io::Error),
+    #[error("process {pid} is already traced by {tracer}")]
+    AlreadyTraced { pid: i32, tracer: i32 },
+    #[error("break-in timed out after {secs} s: thread(s) {tids:?} did not stop")]
+    BreakInTimeout { secs: u64, tids: Vec<i32> },
+    #[error("cannot write memory at {addr:#x} of process {pid}: {source}")]
+    Write {
+        pid: i32,
+        addr: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no breakpoint can be set at {addr:#x}: the memory is not readable")]
+    BadBreakpoint { addr: u64 },
+    #[error("the target has exited")]
+    Gone,
+}
+
+fn pt(op: &'static str, pid: Pid, tid: Tid) -> impl FnOnce(io::Error) -> LiveError {
+    move |source| LiveError::Ptrace {
+        op,
+        pid: pid.0,
+        tid: tid.0,
+        source,
+    }
+}
+
+/// How a thread sits in a ptrace stop, which decides how it resumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Signal-delivery-stop of this signal; resumed with it unless handled.
+    Signal(i32),
+    /// Any other stop: resumed with no signal.
+    Quiet,
+}
+
+#[derive(Debug, Default)]
+struct ThreadState {
+    stop: Option<Stop>,
+    /// An interrupt was requested and its stop not seen yet.
+    interrupting: bool,
+    /// A new clone whose first stop has not been seen.
+    starting: bool,
+}
+
+/// A software breakpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Breakpoint {
+    pub id: u32,
+    pub address: u64,
+    pub enabled: bool,
+    /// Commands to run when it is hit.
+    pub command: Option<String>,
+    /// The text it was set with (`crasher!live_main_wait`).
+    pub spec: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Internal {
+    /// The entry point of a launched program (initial breakpoint).
+    Entry,
+    /// `r_debug.r_brk`: module list changes.
+    RBrk,
+    /// The return address of a `p` over a call, for this thread.
+    StepOver(Tid),
+}
+
+/// One process under the debugger.
+pub struct Process {
+    pub pid: Pid,
+    /// Thread-group leader first.
+    threads: BTreeMap<Tid, ThreadState>,
+    mem: ProcessMemory,
+    mem_rw: Option<File>,
+    /// Inserted breakpoint bytes: address → original byte.
+    inserted: BTreeMap<u64, u8>,
+    internal: Vec<(u64, Internal)>,
+    modules: Vec<Module>,
+    r_debug: Option<u64>,
+    /// A child we follow (`.childdbg 1`) that has not exec'd yet.
+    child_of: Option<Pid>,
+    exited: bool,
+}
+
+impl Process {
+    fn new(pid: Pid) -> Process {
+        Process {
+            pid,
+            threads: BTreeMap::new(),
+            mem: ProcessMemory::new(pid).unwrap_or_else(|_| {
+                ProcessMemory::with_max_per_call(pid, 1).unwrap_or_else(|_| {
+                    // The process vanished between the event and now;
+                    // reads fail, which every caller handles.
+                    ProcessMemory::new(Pid(1)).expect("/proc/1 exists")
+                })
+            }),
+            mem_rw: OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/{}/mem", pid.0))
+                .ok(),
+            inserted: BTreeMap::new(),
+            internal: Vec::new(),
+            modules: Vec::new(),
+            r_debug: None,
+            child_of: None,
+            exited: false,
+        }
+    }
+
+    fn write_bytes(&self, addr: u64, bytes: &[u8]) -> Result<(), LiveError> {
+        let f = self.mem_rw.as_ref().ok_or_else(|| LiveError::Write {
+            pid: self.pid.0,
+            addr,
+            source: io::Error::other("/proc/PID/mem is not open for writing"),
+        })?;
+        f.write_all_at(bytes, addr)
+            .map_err(|source| LiveError::Write {
+                pid: self.pid.0,
+                addr,
+                source,
+            })
+    }
+
+    fn insert(&mut self, addr: u64) -> Result<(), LiveError> {
+        if self.inserted.contains_key(&addr) {
+            return Ok(());
+        }
+        let mut b = [0u8; 1];
+        if self.mem.read(addr, &mut b).unwrap_or(0) != 1 {
+            return Err(LiveError::BadBreakpoint { addr });
+        }
+        self.write_bytes(addr, &[INT3])?;
+        self.inserted.insert(addr, b[0]);
+        Ok(())
+    }
+
+    fn remove(&mut self, addr: u64) -> Result<(), LiveError> {
+        if let Some(orig) = self.inserted.remove(&addr) {
+            self.write_bytes(addr, &[orig])?;
+        }
+        Ok(())
+    }
+
+    /// Read memory as the program sees it, without our `int3` bytes.
+    fn read_clean(&self, addr: u64, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        while done < buf.len() {
+            match self
+                .mem
+                .read(addr.wrapping_add(done as u64), &mut buf[done..])
+            {
+                Ok(0) | Err(_) => break,
+                Ok(n) => done += n,
+            }
+        }
+        let end = addr.saturating_add(done as u64);
+        for (&a, &orig) in self.inserted.range(addr..end) {
+            buf[(a - addr) as usize] = orig;
+        }
+        done
+    }
+
+    fn snapshot(&self) -> ProcessSnapshot {
+        let mappings = procfs::read_maps(self.pid).unwrap_or_default();
+        ProcessSnapshot {
+            pid: self.pid,
+            mappings,
+            ..Default::default()
+        }
+    }
+
+    fn refresh_modules(&mut self) -> (Vec<Module>, Vec<Module>) {
+        let now = modules_of(&self.snapshot(), &self.mem);
+        let loaded: Vec<Module> = now
+            .iter()
+            .filter(|m| {
+                !self
+                    .modules
+                    .iter()
+                    .any(|o| o.base == m.base && o.path == m.path)
+            })
+            .cloned()
+            .collect();
+        let unloaded: Vec<Module> = self
+            .modules
+            .iter()
+            .filter(|o| !now.iter().any(|m| o.base == m.base && o.path == m.path))
+            .cloned()
+            .collect();
+        self.modules = now;
+        (loaded, unloaded)
+    }
+
+    fn internal_at(&self, addr: u64) -> Option<Internal> {
+        self.internal
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, k)| *k)
+    }
+}
+
+enum Msg {
+    Wait(Tid, WaitStatus),
+    WaitError(io::Error),
+    Output(Pid, Stream, String),
+}
+
+/// The live debugging engine.
+pub struct Live {
+    procs: BTreeMap<Pid, Process>,
+    /// The process the session is looking at.
+    pub current: Pid,
+    pub breakpoints: Vec<Breakpoint>,
+    next_bp: u32,
+    /// Follow children (`-o`, `.childdbg 1`).
+    pub debug_children: bool,
+    pub launched: bool,
+    rx: Receiver<Msg>,
+    tx: Sender<Msg>,
+    waiter: Option<std::thread::JoinHandle<()>>,
+    /// Statuses read while waiting for something else.
+    queued: VecDeque<(Tid, WaitStatus)>,
+    /// Events decoded but not yet returned.
+    pending: VecDeque<Event>,
+    /// The last exception event, for `.exr -1` / `.ecxr`.
+    pub last_exception: Option<ExceptionInfo>,
+    /// Thread being single-stepped by the user (`t`/`p`).
+    user_step: Option<Tid>,
+    /// Threads → pid.
+    owner: BTreeMap<Tid, Pid>,
+    output_readers: Vec<std::thread::JoinHandle<()>>,
+    /// Break-in timeout (`-pt`).
+    pub break_timeout: Duration,
+}
+
+impl Live {
+    fn new(pid: Pid, launched: bool) -> Live {
+        let (tx, rx) = mpsc::channel();
+        Live {
+            procs: BTreeMap::new(),
+            current: pid,
+            breakpoints: Vec::new(),
+            next_bp: 0,
+            debug_children: false,
+            launched,
+            rx,
+            tx,
+            waiter: None,
+            queued: VecDeque::new(),
+            pending: VecDeque::new(),
+            last_exception: None,
+            user_step: None,
+            owner: BTreeMap::new(),
+            output_readers: Vec::new(),
+            break_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Start `command` under the debugger. With `capture`, its stdout and
+    /// stderr come through pipes as [`Event::Output`] lines (for `out`);
+    /// otherwise they are inherited. Returns once the program is stopped
+    /// right after `execve`; the first [`Live::wait_event`] runs it to its
+    /// entry point ([`Event::InitialBreakpoint`]).
+    pub fn launch(command: &[OsString], capture: bool) -> Result<Live, LiveError> {
+        let (program, args) = command.split_first().ok_or_else(|| {
+            LiveError::Proc(ProcError::Launch {
+                command: String::new(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "empty command"),
+            })
+        })?;
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        if capture {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        let (pid, mut child) =
+            coroner_proc::watch::launch_seized(&mut cmd, OPTIONS | ptrace::PTRACE_O_EXITKILL)?;
+        let tid = Tid(pid.0);
+        let mut live = Live::new(pid, true);
+        let mut p = Process::new(pid);
+        p.threads.insert(tid, ThreadState::default());
+        live.owner.insert(tid, pid);
+        live.procs.insert(pid, p);
+        if let Some(out) = child.stdout.take() {
+            live.read_output(pid, Stream::Stdout, out);
+        }
+        if let Some(err) = child.stderr.take() {
+            live.read_output(pid, Stream::Stderr, err);
+        }
+        // `child` is reaped by our waitpid loop, never by `Child::wait`.
+        drop(child);
+        live.start_waiter();
+        coroner_sys::signal::kill(pid, libc::SIGCONT).map_err(pt("SIGCONT", pid, tid))?;
+        // Run to the SIGCONT stop: the program has not run an instruction.
+        loop {
+            let (t, st) = live.next_status(None)?.ok_or(LiveError::Gone)?;
+            if t != tid {
+                live.queued.push_back((t, st));
+                continue;
+            }
+            match st {
+                WaitStatus::Stopped { sig } if sig == libc::SIGCONT => {
+                    live.set_stop(tid, Stop::Quiet);
+                    break;
+                }
+                WaitStatus::Stopped { .. }
+                | WaitStatus::GroupStop { .. }
+                | WaitStatus::PtraceEventStop { .. } => {
+                    ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?;
+                }
+                WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
+                    return Err(LiveError::Gone)
+                }
+                _ => ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?,
+            }
+        }
+        let entry = procfs::read_auxv(pid)
+            .ok()
+            .and_then(|a| auxv_value(&a, AT_ENTRY));
+        let p = live.procs.get_mut(&pid).ok_or(LiveError::Gone)?;
+        match entry {
+            Some(e) => {
+                p.insert(e)?;
+                p.internal.push((e, Internal::Entry));
+                live.resume_thread(tid, 0)?;
+            }
+            None => live
+                .pending
+                .push_back(Event::InitialBreakpoint { pid, tid }),
+        }
+        Ok(live)
+    }
+
+    /// Attach to every thread of `pid`. With `stop` (no `-pb`) every thread
+    /// is interrupted and the first [`Live::wait_event`] reports
+    /// [`Event::InitialBreakpoint`], after a [`Event::ModuleLoaded`] for
+    /// each module.
+    pub fn attach(pid: Pid, stop: bool) -> Result<Live, LiveError> {
+        let status = procfs::read_status(pid)?;
+        if status.tracer_pid.0 != 0 {
+            return Err(LiveError::AlreadyTraced {
+                pid: pid.0,
+                tracer: status.tracer_pid.0,
+            });
+        }
+        let mut live = Live::new(pid, false);
+        let mut p = Process::new(pid);
+        loop {
+            let mut new = false;
+            for tid in procfs::list_tasks(pid)? {
+                if p.threads.contains_key(&tid) {
+                    continue;
+                }
+                match ptrace::seize(tid, OPTIONS) {
+                    Ok(()) => {
+                        p.threads.insert(tid, ThreadState::default());
+                        live.owner.insert(tid, pid);
+                        new = true;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                        // Undo what we did: never leave a half-traced process.
+                        for &t in p.threads.keys() {
+                            let _ = ptrace::detach(t, 0);
+                        }
+                        return Err(LiveError::Proc(ProcError::PermissionDenied {
+                            pid,
+                            tid,
+                            source: e,
+                        }));
+                    }
+                    Err(e) => return Err(pt("SEIZE", pid, tid)(e)),
+                }
+            }
+            if !new {
+                break;
+            }
+        }
+        live.procs.insert(pid, p);
+        live.start_waiter();
+        if stop {
+            live.stop_all()?;
+            let tid = Tid(pid.0);
+            live.initial_modules(pid, tid);
+            live.pending
+                .push_back(Event::InitialBreakpoint { pid, tid });
+        } else if let Some(p) = live.procs.get_mut(&pid) {
+            p.refresh_modules();
+        }
+        live.watch_rbrk(pid);
+        Ok(live)
+    }
+
+    fn start_waiter(&mut self) {
+        if self.waiter.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let tx = self.tx.clone();
+        self.waiter = Some(std::thread::spawn(move || loop {
+            match wait::wait_any(0) {
+                Ok(Some((tid, st))) => {
+                    if tx.send(Msg::Wait(tid, st)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Msg::WaitError(e));
+                    return;
+                }
+            }
+        }));
+    }
+
+    fn read_output(&mut self, pid: Pid, stream: Stream, src: impl io::Read + Send + 'static) {
+        let tx = self.tx.clone();
+        self.output_readers.push(std::thread::spawn(move || {
+            let mut r = BufReader::new(src);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                        }
+                        let text = String::from_utf8_lossy(&line).into_owned();
+                        if tx.send(Msg::Output(pid, stream, text)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    /// The next wait status, from the queue or the waiter (with a deadline).
+    /// Output lines met on the way become pending events.
+    fn next_status(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<(Tid, WaitStatus)>, LiveError> {
+        if let Some(s) = self.queued.pop_front() {
+            return Ok(Some(s));
+        }
+        loop {
+            let msg = match deadline {
+                None => match self.rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return Ok(None),
+                },
+                Some(d) => match self
+                    .rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => return Ok(None),
+                    Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                },
+            };
+            match msg {
+                Msg::Wait(t, s) => return Ok(Some((t, s))),
+                Msg::Output(pid, stream, line) => {
+                    self.pending.push_back(Event::Output { pid, stream, line })
+                }
+                Msg::WaitError(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
+                Msg::WaitError(e) => return Err(LiveError::Wait(e)),
+            }
+        }
+    }
+
+    fn set_stop(&mut self, tid: Tid, stop: Stop) {
+        if let Some(th) = self.thread_mut(tid) {
+            th.stop = Some(stop);
+            th.interrupting = false;
+            th.starting = false;
+        }
+    }
+
+    fn thread_mut(&mut self, tid: Tid) -> Option<&mut ThreadState> {
+        let pid = *self.owner.get(&tid)?;
+        self.procs.get_mut(&pid)?.threads.get_mut(&tid)
+    }
+
+    fn pid_of(&self, tid: Tid) -> Pid {
+        self.owner.get(&tid).copied().unwrap_or(Pid(tid.0))
+    }
+
+    /// Block until the next event the session should see.
+    pub fn wait_event(&mut self) -> Result<Event, LiveError> {
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(e);
+            }
+            if self.procs.values().all(|p| p.exited) {
+                // Flush what the program wrote before it ended.
+                for r in std::mem::take(&mut self.output_readers) {
+                    let _ = r.join();
+                }
+                while let Ok(m) = self.rx.try_recv() {
+                    if let Msg::Output(pid, stream, line) = m {
+                        self.pending.push_back(Event::Output { pid, stream, line });
+                    }
+                }
+                return self.pending.pop_front().ok_or(LiveError::Gone);
+            }
+            let Some((tid, st)) = self.next_status(None)? else {
+                for p in self.procs.values_mut() {
+                    p.exited = true;
+                }
+                continue;
+            };
+            if let Some(e) = self.decode(tid, st)? {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// Like [`Live::wait_event`] but returns `None` if nothing happened
+    /// before `timeout`.
+    pub fn poll_event(&mut self, timeout: Duration) -> Result<Option<Event>, LiveError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                return Ok(Some(e));
+            }
+            let Some((tid, st)) = self.next_status(Some(deadline))? else {
+                return Ok(self.pending.pop_front());
+            };
+            if let Some(e) = self.decode(tid, st)? {
+                return Ok(Some(e));
+            }
+        }
+    }
+
+    /// Turn one wait status into an event, or handle it internally (and
+    /// resume the thread) and return `None`.
+    fn decode(&mut self, tid: Tid, st: WaitStatus) -> Result<Option<Event>, LiveError> {
+        let pid = self.pid_of(tid);
+        if !self.owner.contains_key(&tid) {
+            // A new child's first stop can come before its parent's fork
+            // event: remember it until the fork event claims it.
+            match st {
+                WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => return Ok(None),
+                _ => {
+                    self.queued.push_back((tid, st));
+                    // Let the fork event (from another thread) come first.
+                    if let Some(next) = self.next_status(None)? {
+                        let (t, s) = next;
+                        return self.decode(t, s);
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        match st {
+            WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
+                self.owner.remove(&tid);
+                let Some(p) = self.procs.get_mut(&pid) else {
+                    return Ok(None);
+                };
+                p.threads.remove(&tid);
+                if tid.0 == pid.0 {
+                    p.exited = true;
+                    p.inserted.clear();
+                    return Ok(Some(Event::ProcessExited { pid, status: st }));
+                }
+                Ok(None)
+            }
+            WaitStatus::PtraceEventStop { .. } | WaitStatus::GroupStop { .. } => {
+                let th = self.thread_mut(tid);
+                let expected = th.as_ref().is_some_and(|t| t.interrupting || t.starting);
+                if expected {
+                    self.set_stop(tid, Stop::Quiet);
+                    // A new thread's first stop: let it run unless we are
+                    // stopping everything.
+                    return Ok(None);
+                }
+                ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?;
+                Ok(None)
+            }
+            WaitStatus::PtraceEvent { event, .. } => self.decode_ptrace_event(pid, tid, event),
+            WaitStatus::Stopped { sig } => self.decode_signal(pid, tid, sig),
+            WaitStatus::SyscallStop | WaitStatus::Continued => {
+                ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn decode_ptrace_event(
+        &mut self,
+        pid: Pid,
+        tid: Tid,
+        event: u32,
+    ) -> Result<Option<Event>, LiveError> {
+        self.set_stop(tid, Stop::Quiet);
+        let msg = ptrace::get_event_msg(tid).unwrap_or(0);
+        match event {
+            ptrace::PTRACE_EVENT_CLONE => {
+                let new = Tid(msg as i32);
+                self.owner.insert(new, pid);
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.threads.insert(
+                        new,
+                        ThreadState {
+                            starting: true,
+                            ..Default::default()
+                        },
+                    );
+                }
+                self.claim_early_stop(new);
+                Ok(Some(Event::ThreadCreated { pid, tid: new }))
+            }
+            ptrace::PTRACE_EVENT_FORK | ptrace::PTRACE_EVENT_VFORK => {
+                let child = Pid(msg as i32);
+                let ctid = Tid(child.0);
+                let mut p = Process::new(child);
+                p.threads.insert(
+                    ctid,
+                    ThreadState {
+                        starting: true,
+                        ..Default::default()
+                    },
+                );
+                p.child_of = Some(pid);
+                self.owner.insert(ctid, child);
+                self.procs.insert(child, p);
+                self.claim_early_stop(ctid);
+                // Wait for the child's first stop, then keep or release it.
+                self.wait_for_stop(ctid)?;
+                if !self.debug_children {
+                    let vfork = event == ptrace::PTRACE_EVENT_VFORK;
+                    if let Some(c) = self.procs.get_mut(&child) {
+                        // A fork child has copies of our int3 bytes; a vfork
+                        // child shares the parent's memory, so leave it.
+                        if !vfork {
+                            let parent_bytes: Vec<(u64, u8)> = self
+                                .procs
+                                .get(&pid)
+                                .map(|pp| pp.inserted.iter().map(|(a, b)| (*a, *b)).collect())
+                                .unwrap_or_default();
+                            if let Some(c) = self.procs.get(&child) {
+                                for (a, b) in parent_bytes {
+                                    let _ = c.write_bytes(a, &[b]);
+                                }
+                            }
+                        } else {
+                            c.inserted.clear();
+                        }
+                    }
+                    let _ = ptrace::detach(ctid, 0);
+                    self.procs.remove(&child);
+                    self.owner.remove(&ctid);
+                } else {
+                    // The child keeps the parent's int3 bytes (fork copies
+                    // them); record them so they are restored and stepped
+                    // over like the parent's.
+                    if event == ptrace::PTRACE_EVENT_FORK {
+                        let inherited: BTreeMap<u64, u8> = self
+                            .procs
+                            .get(&pid)
+                            .map(|pp| pp.inserted.clone())
+                            .unwrap_or_default();
+                        if let Some(c) = self.procs.get_mut(&child) {
+                            for (a, b) in inherited {
+                                let _ = c.write_bytes(a, &[b]);
+                            }
+                        }
+                    }
+                    ptrace::cont(ctid, 0).map_err(pt("CONT", child, ctid))?;
+                    if let Some(t) = self.thread_mut(ctid) {
+                        t.stop = None;
+                    }
+                }
+                self.resume_thread(tid, 0)?;
+                Ok(None)
+            }
+            ptrace::PTRACE_EVENT_EXEC => {
+                // The old image is gone, with our breakpoints in it; the
+                // thread that exec'd now has the leader's tid.
+                let first_exec = self.procs.get(&pid).is_some_and(|p| p.child_of.is_some());
+                let parent = self.procs.get(&pid).and_then(|p| p.child_of);
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.inserted.clear();
+                    p.internal.clear();
+                    p.modules.clear();
+                    p.r_debug = None;
+                    p.child_of = None;
+                    p.mem_rw = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(format!("/proc/{}/mem", pid.0))
+                        .ok();
+                    let others: Vec<Tid> =
+                        p.threads.keys().copied().filter(|t| t.0 != pid.0).collect();
+                    for t in others {
+                        p.threads.remove(&t);
+                        self.owner.remove(&t);
+                    }
+                    p.threads.entry(Tid(pid.0)).or_default().stop = Some(Stop::Quiet);
+                    p.refresh_modules();
+                }
+                self.owner.insert(Tid(pid.0), pid);
+                if first_exec {
+                    let name = procfs::comm(pid)
+                        .map(|c| escape_name(&c))
+                        .unwrap_or_default();
+                    return Ok(Some(Event::ProcessCreated {
+                        pid,
+                        parent: parent.unwrap_or(pid),
+                        name,
+                    }));
+                }
+                self.resume_thread(Tid(pid.0), 0)?;
+                Ok(None)
+            }
+            ptrace::PTRACE_EVENT_EXIT => {
+                let code = msg as i32;
+                if tid.0 == pid.0 {
+                    Ok(Some(Event::ProcessExiting { pid, tid, code }))
+                } else {
+                    Ok(Some(Event::ThreadExited { pid, tid, code }))
+                }
+            }
+            _ => {
+                self.resume_thread(tid, 0)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A stop of `tid` that arrived before we knew the thread: take it out
+    /// of the queue and record it.
+    fn claim_early_stop(&mut self, tid: Tid) {
+        if let Some(i) = self.queued.iter().position(|(t, _)| *t == tid) {
+            self.queued.remove(i);
+            self.set_stop(tid, Stop::Quiet);
+        }
+    }
+
+    fn decode_signal(&mut self, pid: Pid, tid: Tid, sig: i32) -> Result<Option<Event>, LiveError> {
+        let si = ptrace::get_siginfo(tid).unwrap_or_else(|_| SigInfo::new_sent(sig, 0, 0, 0));
+        self.set_stop(tid, Stop::Signal(sig));
+        if sig == libc::SIGTRAP {
+            let code = si.code();
+            if code == SI_KERNEL || code == TRAP_BRKPT {
+                let regs = ptrace::get_regs(tid).map_err(pt("GETREGS", pid, tid))?;
+                let at = regs.rip.wrapping_sub(1);
+                let ours = self
+                    .procs
+                    .get(&pid)
+                    .is_some_and(|p| p.inserted.contains_key(&at));
+                if ours {
+                    let mut r = regs;
+                    r.rip = at;
+                    ptrace::set_regs(tid, &r).map_err(pt("SETREGS", pid, tid))?;
+                    self.set_stop(tid, Stop::Quiet);
+                    return self.hit_breakpoint(pid, tid, at);
+                }
+            }
+            if code == TRAP_TRACE && self.user_step == Some(tid) {
+                self.user_step = None;
+                self.set_stop(tid, Stop::Quiet);
+                return Ok(Some(Event::StepDone { pid, tid }));
+            }
+        }
+        let fatal = would_kill(pid, sig);
+        Ok(Some(Event::Signal {
+            pid,
+            tid,
+            siginfo: si,
+            fatal,
+        }))
+    }
+
+    fn hit_breakpoint(&mut self, pid: Pid, tid: Tid, at: u64) -> Result<Option<Event>, LiveError> {
+        let internal = self.procs.get(&pid).and_then(|p| p.internal_at(at));
+        let user = self
+            .breakpoints
+            .iter()
+            .find(|b| b.enabled && b.address == at && pid == self.first_pid())
+            .map(|b| b.id);
+        match internal {
+            Some(Internal::Entry) => {
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.internal
+                        .retain(|(a, k)| !(*a == at && *k == Internal::Entry));
+                    if user.is_none() {
+                        p.remove(at)?;
+                    }
+                }
+                self.initial_modules(pid, tid);
+                self.watch_rbrk(pid);
+                self.pending
+                    .push_back(Event::InitialBreakpoint { pid, tid });
+                return Ok(self.pending.pop_front());
+            }
+            Some(Internal::RBrk) => {
+                let consistent = self
+                    .procs
+                    .get(&pid)
+                    .and_then(|p| p.r_debug.map(|rd| (p, rd)))
+                    .and_then(|(p, rd)| {
+                        let mut b = [0u8; 4];
+                        (p.read_clean(rd + 24, &mut b) == 4).then(|| u32::from_le_bytes(b) == 0)
+                    })
+                    .unwrap_or(true);
+                if consistent {
+                    if let Some(p) = self.procs.get_mut(&pid) {
+                        let (loaded, unloaded) = p.refresh_modules();
+                        for module in unloaded {
+                            self.pending
+                                .push_back(Event::ModuleUnloaded { pid, tid, module });
+                        }
+                        for module in loaded {
+                            self.pending
+                                .push_back(Event::ModuleLoaded { pid, tid, module });
+                        }
+                    }
+                }
+                if user.is_none() {
+                    if self.pending.is_empty() {
+                        self.resume_thread(tid, 0)?;
+                        return Ok(None);
+                    }
+                    return Ok(self.pending.pop_front());
+                }
+            }
+            Some(Internal::StepOver(t)) if t == tid => {
+                if let Some(p) = self.procs.get_mut(&pid) {
+                    p.internal
+                        .retain(|(a, k)| !(*a == at && *k == Internal::StepOver(t)));
+                    let still_used = p.internal.iter().any(|(a, _)| *a == at)
+                        || self
+                            .breakpoints
+                            .iter()
+                            .any(|b| b.enabled && b.address == at);
+                    if !still_used {
+                        p.remove(at)?;
+                    }
+                }
+                return Ok(Some(Event::StepDone { pid, tid }));
+            }
+            _ => {}
+        }
+        match user {
+            Some(id) => Ok(Some(Event::Breakpoint { pid, tid, id })),
+            None => {
+                // Another thread's step-over breakpoint: not for this one.
+                self.resume_thread(tid, 0)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn first_pid(&self) -> Pid {
+        self.procs.keys().next().copied().unwrap_or(self.current)
+    }
+
+    fn initial_modules(&mut self, pid: Pid, tid: Tid) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            let (loaded, _) = p.refresh_modules();
+            for module in loaded {
+                self.pending
+                    .push_back(Event::ModuleLoaded { pid, tid, module });
+            }
+        }
+    }
+
+    /// Put the internal breakpoint on `r_debug.r_brk`, if the program has a
+    /// dynamic linker rendezvous.
+    fn watch_rbrk(&mut self, pid: Pid) {
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
+        let auxv = procfs::read_auxv(pid).unwrap_or_default();
+        let Ok(dso) = read_dso_debug(&p.mem, |k| auxv_value(&auxv, k)) else {
+            return;
+        };
+        if dso.brk == 0 {
+            return;
+        }
+        // r_debug's address: DT_DEBUG of the executable's dynamic section.
+        let mut r_debug = None;
+        for e in dso.dynamic_bytes.chunks_exact(16) {
+            let tag = u64::from_le_bytes(e[..8].try_into().unwrap_or([0; 8]));
+            if tag == 21 {
+                r_debug = Some(u64::from_le_bytes(e[8..].try_into().unwrap_or([0; 8])));
+            }
+        }
+        p.r_debug = r_debug;
+        if p.insert(dso.brk).is_ok() {
+            p.internal.push((dso.brk, Internal::RBrk));
+        }
+    }
+
+    /// Wait until `tid` is in a ptrace stop, queueing other statuses.
+    fn wait_for_stop(&mut self, tid: Tid) -> Result<(), LiveError> {
+        let deadline = Instant::now() + self.break_timeout;
+        loop {
+            if self.thread_mut(tid).is_none_or(|t| t.stop.is_some()) {
+                return Ok(());
+            }
+            let Some((t, st)) = self.next_status(Some(deadline))? else {
+                return Err(LiveError::BreakInTimeout {
+                    secs: self.break_timeout.as_secs(),
+                    tids: vec![tid.0],
+                });
+            };
+            if t == tid {
+                match st {
+                    WaitStatus::PtraceEventStop { .. } | WaitStatus::GroupStop { .. } => {
+                        self.set_stop(t, Stop::Quiet);
+                    }
+                    WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
+                        self.queued.push_back((t, st));
+                        return Ok(());
+                    }
+                    _ => {
+                        // A real event: it is this thread's stop; keep it to
+                        // report later.
+                        let stop = match st {
+                            WaitStatus::Stopped { sig } => Stop::Signal(sig),
+                            _ => Stop::Quiet,
+                        };
+                        self.set_stop(t, stop);
+                        self.queued.push_back((t, st));
+                    }
+                }
+            } else {
+                self.queued.push_back((t, st));
+            }
+        }
+    }
+
+    /// Stop every running thread of every process (`PTRACE_INTERRUPT`).
+    /// Events that arrive meanwhile are kept and reported later.
+    pub fn stop_all(&mut self) -> Result<(), LiveError> {
+        let running: Vec<Tid> = self
+            .procs
+            .values()
+            .flat_map(|p| p.threads.iter())
+            .filter(|(_, t)| t.stop.is_none())
+            .map(|(t, _)| *t)
+            .collect();
+        for &tid in &running {
+            if let Some(th) = self.thread_mut(tid) {
+                if th.interrupting {
+                    continue;
+                }
+                th.interrupting = true;
+            }
+            if let Err(e) = ptrace::interrupt(tid) {
+                if e.raw_os_error() != Some(libc::ESRCH) {
+                    return Err(pt("INTERRUPT", self.pid_of(tid), tid)(e));
+                }
+            }
+        }
+        let deadline = Instant::now() + self.break_timeout;
+        let mut requeue = Vec::new();
+        loop {
+            let waiting: Vec<Tid> = running
+                .iter()
+                .copied()
+                .filter(|t| self.thread_mut(*t).is_some_and(|s| s.stop.is_none()))
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            let Some((t, st)) = self.next_status(Some(deadline))? else {
+                self.queued.extend(requeue);
+                return Err(LiveError::BreakInTimeout {
+                    secs: self.break_timeout.as_secs(),
+                    tids: waiting.iter().map(|t| t.0).collect(),
+                });
+            };
+            match st {
+                WaitStatus::PtraceEventStop { .. } | WaitStatus::GroupStop { .. }
+                    if self
+                        .thread_mut(t)
+                        .is_some_and(|s| s.interrupting || s.starting) =>
+                {
+                    self.set_stop(t, Stop::Quiet);
+                }
+                WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
+                    if let Some(th) = self.thread_mut(t) {
+                        th.stop = Some(Stop::Quiet);
+                    }
+                    requeue.push((t, st));
+                }
+                WaitStatus::Stopped { sig } => {
+                    // A signal raced the interrupt: keep it for later, the
+                    // thread stays in its signal-delivery-stop.
+                    self.set_stop(t, Stop::Signal(sig));
+                    requeue.push((t, st));
+                }
+                _ => {
+                    self.set_stop(t, Stop::Quiet);
+                    requeue.push((t, st));
+                }
+            }
+        }
+        // The interrupt stop of a thread that had a real event first comes
+        // later; it is consumed as an unexpected stop (continued) by decode.
+        self.queued.extend(requeue);
+        Ok(())
+    }
+
+    /// Resume one stopped thread, delivering `sig`.
+    pub fn resume_thread(&mut self, tid: Tid, sig: i32) -> Result<(), LiveError> {
+        if self.more_from(tid) {
+            return Ok(());
+        }
+        let pid = self.pid_of(tid);
+        self.step_off_breakpoint(pid, tid)?;
+        match ptrace::cont(tid, sig) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(e) => return Err(pt("CONT", pid, tid)(e)),
+        }
+        if let Some(t) = self.thread_mut(tid) {
+            t.stop = None;
+        }
+        Ok(())
+    }
+
+    /// Resume every stopped thread whose event has been reported; `tid`
+    /// gets `sig`, the others none. Threads with an event not yet reported
+    /// stay stopped: their event comes next.
+    pub fn resume_all(&mut self, tid: Option<Tid>, sig: i32) -> Result<(), LiveError> {
+        let queued: BTreeSet<Tid> = self.queued.iter().map(|(t, _)| *t).collect();
+        let stopped: Vec<Tid> = self
+            .procs
+            .values()
+            .flat_map(|p| p.threads.iter())
+            .filter(|(t, s)| s.stop.is_some() && !queued.contains(t))
+            .map(|(t, _)| *t)
+            .collect();
+        // The event thread last, so the others are running when it goes.
+        for t in stopped.iter().copied().filter(|t| Some(*t) != tid) {
+            self.resume_thread(t, 0)?;
+        }
+        if let Some(t) = tid.filter(|t| stopped.contains(t)) {
+            self.resume_thread(t, sig)?;
+        }
+        Ok(())
+    }
+
+    /// If `tid` sits on one of our `int3`s, run that one instruction with
+    /// the original byte back in place, then put the `int3` back.
+    fn step_off_breakpoint(&mut self, pid: Pid, tid: Tid) -> Result<(), LiveError> {
+        let Ok(regs) = ptrace::get_regs(tid) else {
+            return Ok(());
+        };
+        let at = regs.rip;
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Ok(());
+        };
+        if !p.inserted.contains_key(&at) {
+            return Ok(());
+        }
+        p.remove(at)?;
+        ptrace::step(tid, 0).map_err(pt("SINGLESTEP", pid, tid))?;
+        if let Some(t) = self.thread_mut(tid) {
+            t.stop = None;
+        }
+        // Wait for this thread's step trap; keep everything else.
+        loop {
+            let Some((t, st)) = self.next_status(None)? else {
+                return Err(LiveError::Gone);
+            };
+            if t != tid {
+                self.queued.push_back((t, st));
+                continue;
+            }
+            match st {
+                WaitStatus::Stopped { sig } if sig == libc::SIGTRAP => {
+                    self.set_stop(tid, Stop::Quiet);
+                    break;
+                }
+                other => {
+                    // Something else stopped it first (a signal, exit): put
+                    // the byte back and report that instead.
+                    if let WaitStatus::Stopped { sig } = other {
+                        self.set_stop(tid, Stop::Signal(sig));
+                    }
+                    self.queued.push_front((t, other));
+                    break;
+                }
+            }
+        }
+        if let Some(p) = self.procs.get_mut(&pid) {
+            if !p.exited {
+                p.insert(at)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `t`: run one instruction of `tid` (the others stay stopped).
+    pub fn single_step(&mut self, tid: Tid, sig: i32) -> Result<(), LiveError> {
+        let pid = self.pid_of(tid);
+        let regs = ptrace::get_regs(tid).map_err(pt("GETREGS", pid, tid))?;
+        let on_bp = self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| p.inserted.contains_key(&regs.rip));
+        if on_bp {
+            // Stepping off the breakpoint is exactly one instruction.
+            self.step_off_breakpoint(pid, tid)?;
+            if self.queued.front().is_some_and(|(t, _)| *t == tid) {
+                return Ok(());
+            }
+            self.pending.push_back(Event::StepDone { pid, tid });
+            return Ok(());
+        }
+        self.user_step = Some(tid);
+        ptrace::step(tid, sig).map_err(pt("SINGLESTEP", pid, tid))?;
+        if let Some(t) = self.thread_mut(tid) {
+            t.stop = None;
+        }
+        Ok(())
+    }
+
+    /// `p` over a call: a one-shot breakpoint at `return_to`, then run.
+    pub fn step_over_call(&mut self, tid: Tid, return_to: u64, sig: i32) -> Result<(), LiveError> {
+        let pid = self.pid_of(tid);
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.insert(return_to)?;
+            p.internal.push((return_to, Internal::StepOver(tid)));
+        }
+        self.resume_all(Some(tid), sig)
+    }
+
+    /// Add a breakpoint (`bp`); inserted into the first process.
+    pub fn add_breakpoint(
+        &mut self,
+        address: u64,
+        spec: String,
+        command: Option<String>,
+    ) -> Result<u32, LiveError> {
+        let pid = self.first_pid();
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.insert(address)?;
+        }
+        self.next_bp += 1;
+        let id = self.next_bp - 1;
+        self.breakpoints.push(Breakpoint {
+            id,
+            address,
+            enabled: true,
+            command,
+            spec,
+        });
+        Ok(id)
+    }
+
+    /// Enable, disable (`be`/`bd`) or clear (`bc`) breakpoints by id.
+    pub fn change_breakpoint(&mut self, id: u32, action: BpAction) -> Result<bool, LiveError> {
+        let Some(i) = self.breakpoints.iter().position(|b| b.id == id) else {
+            return Ok(false);
+        };
+        match action {
+            BpAction::Enable => self.breakpoints[i].enabled = true,
+            BpAction::Disable => self.breakpoints[i].enabled = false,
+            BpAction::Clear => {
+                self.breakpoints.remove(i);
+            }
+        }
+        self.sync_breakpoints()?;
+        Ok(true)
+    }
+
+    /// Make the inserted bytes match the enabled breakpoints.
+    fn sync_breakpoints(&mut self) -> Result<(), LiveError> {
+        let pid = self.first_pid();
+        let want: BTreeSet<u64> = self
+            .breakpoints
+            .iter()
+            .filter(|b| b.enabled)
+            .map(|b| b.address)
+            .collect();
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return Ok(());
+        };
+        let internal: BTreeSet<u64> = p.internal.iter().map(|(a, _)| *a).collect();
+        let have: Vec<u64> = p.inserted.keys().copied().collect();
+        for a in have {
+            if !want.contains(&a) && !internal.contains(&a) {
+                p.remove(a)?;
+            }
+        }
+        for a in want {
+            p.insert(a)?;
+        }
+        Ok(())
+    }
+
+    /// Would delivering `sig` now kill process `pid`?
+    pub fn would_kill(&self, pid: Pid, sig: i32) -> bool {
+        would_kill(pid, sig)
+    }
+
+    /// Take every `int3` out of every process (before a dump or detach).
+    pub fn remove_all_breakpoints(&mut self) {
+        for p in self.procs.values_mut() {
+            let addrs: Vec<u64> = p.inserted.keys().copied().collect();
+            for a in addrs {
+                let _ = p.remove(a);
+            }
+        }
+    }
+
+    /// Put the enabled breakpoints and internal ones back (after a dump).
+    pub fn reinsert_breakpoints(&mut self) -> Result<(), LiveError> {
+        for p in self.procs.values_mut() {
+            let internal: Vec<u64> = p.internal.iter().map(|(a, _)| *a).collect();
+            for a in internal {
+                let _ = p.insert(a);
+            }
+        }
+        self.sync_breakpoints()
+    }
+
+    /// End the session leaving the target running (`qd`, `.detach`):
+    /// every thread stopped, every byte restored, each thread detached; the
+    /// event thread `tid` gets `sig` (`.detach /n`). With `stopped`
+    /// (`.abandon`) the process is left stopped by `SIGSTOP`.
+    pub fn detach(mut self, tid: Option<Tid>, sig: i32, stopped: bool) -> Result<(), LiveError> {
+        self.stop_all()?;
+        self.remove_all_breakpoints();
+        let queued: BTreeMap<Tid, i32> = self
+            .queued
+            .iter()
+            .filter_map(|(t, s)| match s {
+                WaitStatus::Stopped { sig } => Some((*t, *sig)),
+                _ => None,
+            })
+            .collect();
+        let all: Vec<(Pid, Tid)> = self
+            .procs
+            .values()
+            .flat_map(|p| p.threads.keys().map(move |t| (p.pid, *t)))
+            .collect();
+        if stopped {
+            for p in self.procs.keys() {
+                let _ = coroner_sys::signal::kill(*p, libc::SIGSTOP);
+            }
+        }
+        for (_, t) in &all {
+            // A signal that arrived while we were stopping threads, and was
+            // never reported, is delivered as it would have been.
+            let s = if Some(*t) == tid {
+                sig
+            } else {
+                queued.get(t).copied().unwrap_or(0)
+            };
+            let _ = ptrace::detach(*t, s);
+        }
+        self.procs.clear();
+        Ok(())
+    }
+
+    /// End the session and the target (`q`, `.kill`).
+    pub fn kill(mut self) -> Result<(), LiveError> {
+        for pid in self.procs.keys().copied().collect::<Vec<_>>() {
+            let _ = coroner_sys::signal::kill(pid, libc::SIGKILL);
+        }
+        // Reap until every process is gone (or nothing is left to wait for).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.procs.values().any(|p| !p.exited) {
+            match self.next_status(Some(deadline))? {
+                Some((tid, WaitStatus::Exited { .. } | WaitStatus::Signaled { .. })) => {
+                    let pid = self.pid_of(tid);
+                    if tid.0 == pid.0 {
+                        if let Some(p) = self.procs.get_mut(&pid) {
+                            p.exited = true;
+                        }
+                    }
+                }
+                Some((tid, _)) => {
+                    let _ = ptrace::cont(tid, 0);
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Set registers of a stopped thread (`r rax=…`).
+    pub fn set_regs(&mut self, tid: Tid, regs: &UserRegs) -> Result<(), LiveError> {
+        let pid = self.pid_of(tid);
+        ptrace::set_regs(tid, regs).map_err(pt("SETREGS", pid, tid))
+    }
+
+    /// Write memory (keeps breakpoint bytes consistent).
+    pub fn write_memory(&mut self, addr: u64, bytes: &[u8]) -> Result<(), LiveError> {
+        let pid = self.current;
+        let p = self.procs.get_mut(&pid).ok_or(LiveError::Gone)?;
+        p.write_bytes(addr, bytes)?;
+        for (i, b) in bytes.iter().enumerate() {
+            let a = addr + i as u64;
+            if let Some(orig) = p.inserted.get_mut(&a) {
+                *orig = *b;
+                p.write_bytes(a, &[INT3])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an event of the same stop of `tid` is still to be reported
+    /// (module loads before the initial breakpoint): do not resume it yet.
+    pub fn more_from(&self, tid: Tid) -> bool {
+        self.pending
+            .iter()
+            .any(|e| e.stopped().is_some_and(|(_, t)| t == tid))
+    }
+
+    /// Process ids under the debugger, in order (the `|` listing).
+    pub fn process_ids(&self) -> Vec<Pid> {
+        self.procs.keys().copied().collect()
+    }
+
+    fn proc(&self) -> Option<&Process> {
+        self.procs
+            .get(&self.current)
+            .or_else(|| self.procs.values().next())
+    }
+
+    /// Tids of the current process that are stopped.
+    pub fn stopped_tids(&self) -> Vec<Tid> {
+        self.proc()
+            .map(|p| {
+                p.threads
+                    .iter()
+                    .filter(|(_, s)| s.stop.is_some())
+                    .map(|(t, _)| *t)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Wrap the current process for the dump writer (all threads must be
+    /// stopped; breakpoints must be out).
+    pub fn adopt_for_dump(&self) -> coroner_proc::Attached {
+        let p = self.proc();
+        let tids = p
+            .map(|p| p.threads.keys().copied().collect())
+            .unwrap_or_default();
+        coroner_proc::Attached::adopt(self.current, tids)
+    }
+
+    /// Whether any process is still alive.
+    pub fn alive(&self) -> bool {
+        self.procs.values().any(|p| !p.exited)
+    }
+
+    /// Forget an exited process.
+    pub fn reap(&mut self, pid: Pid) {
+        if self.procs.get(&pid).is_some_and(|p| p.exited) {
+            self.procs.remove(&pid);
+            if self.current == pid {
+                if let Some(&p) = self.procs.keys().next() {
+                    self.current = p;
+                }
+            }
+        }
+    }
+}
+
+/// `be`/`bd`/`bc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BpAction {
+    Enable,
+    Disable,
+    Clear,
+}
+
+impl Target for Live {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Live
+    }
+    fn pid(&self) -> u32 {
+        self.current.0 as u32
+    }
+    fn exe(&self) -> String {
+        procfs::exe_path(self.current)
+            .map(|p| escape_name(p.as_os_str().as_encoded_bytes()))
+            .unwrap_or_default()
+    }
+    fn threads(&self) -> Vec<ThreadInfo> {
+        let Some(p) = self.proc() else {
+            return Vec::new();
+        };
+        p.threads
+            .keys()
+            .map(|&tid| ThreadInfo {
+                tid,
+                name: procfs::thread_name(p.pid, tid)
+                    .map(|n| escape_name(&n))
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+    fn regs(&self, tid: Tid) -> Result<UserRegs, TargetError> {
+        ptrace::get_regs(tid).map_err(|source| TargetError::Ptrace {
+            what: "read the registers of",
+            tid: tid.0,
+            source,
+        })
+    }
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        self.proc().map(|p| p.read_clean(addr, buf)).unwrap_or(0)
+    }
+    fn modules(&self) -> Vec<Module> {
+        self.proc().map(|p| p.modules.clone()).unwrap_or_default()
+    }
+    fn exception(&self) -> Option<ExceptionInfo> {
+        self.last_exception.clone()
+    }
+}
+
+/// The value of an auxv entry.
+fn auxv_value(auxv: &[u8], key: u64) -> Option<u64> {
+    auxv.chunks_exact(16).find_map(|c| {
+        let k = u64::from_le_bytes(c[..8].try_into().ok()?);
+        let v = u64::from_le_bytes(c[8..].try_into().ok()?);
+        (k == key).then_some(v)
+    })
+}
+
+/// Would delivering `sig` to `pid` now end it? True when the program has
+/// no handler for it, does not ignore it, and its default action is to
+/// terminate (with or without a core). This is the second chance.
+pub fn would_kill(pid: Pid, sig: i32) -> bool {
+    if !(1..=64).contains(&sig) {
+        return false;
+    }
+    let default_terminates = !matches!(
+        sig,
+        libc::SIGCHLD
+            | libc::SIGCONT
+            | libc::SIGURG
+            | libc::SIGWINCH
+            | libc::SIGSTOP
+            | libc::SIGTSTP
+            | libc::SIGTTIN
+            | libc::SIGTTOU
+    );
+    if !default_terminates {
+        return false;
+    }
+    let Ok(st) = procfs::read_status(pid) else {
+        return false;
+    };
+    let bit = 1u64 << (sig - 1);
+    st.sig_cgt & bit == 0 && st.sig_ign & bit == 0
+}

@@ -1,0 +1,966 @@
+//! A debugging session: one target, the event filters, the command loop.
+//!
+//! Owns: deciding what each live event means (the filters' break and
+//! handling status, first and second chance, `-c`/`-c2` commands), the
+//! prompt `<process>:<thread>>`, symbols and stack walks for the commands,
+//! and how the session ends (`q` kills, `qd` detaches, JIT event).
+//!
+//! Must not: print anywhere but its output sink, or end with the target
+//! stopped or carrying a breakpoint byte (every exit path goes through
+//! `Live::detach` or `Live::kill`).
+
+use crate::disasm::{disassemble, fmt_addr};
+use crate::filters::{
+    BreakStatus, EventKind, ExceptionEvent, ExceptionHint, ExceptionMatch, Filters, Handling,
+};
+use crate::format;
+use crate::live::{Event, Live, LiveError, Stream};
+use crate::target::{DumpTarget, ExceptionInfo, Module, Target, TargetError, TargetKind};
+use coroner_symbols::cfi::{self, FrameMemory, UnwindRegs, UnwoundFrame};
+use coroner_symbols::image::ModuleImage;
+use coroner_symbols::SymbolOptions;
+use coroner_types::{Pid, SigInfo, Tid, UserRegs};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Write;
+
+/// What the session runs on.
+pub enum TargetBox {
+    Live(Box<Live>),
+    Dump(Box<DumpTarget>),
+    /// The live target ended (exited, detached, killed).
+    None,
+}
+
+impl TargetBox {
+    pub fn as_target(&self) -> Option<&dyn Target> {
+        match self {
+            TargetBox::Live(l) => Some(l.as_ref()),
+            TargetBox::Dump(d) => Some(d.as_ref()),
+            TargetBox::None => None,
+        }
+    }
+}
+
+/// How the session ended, for the exit status and the JIT report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// `q`/`qq`/`.kill`: the target was terminated (a JIT crash is then
+    /// not reported, as on Windows).
+    Killed,
+    /// `qd`/`.detach`: the target runs on (a JIT crash goes on to the
+    /// report step).
+    Detached,
+    /// `.abandon`: left stopped for another debugger.
+    Abandoned,
+    /// The target exited.
+    TargetExited,
+    /// The commands ran out (end of input) on a dump target.
+    EndOfInput,
+}
+
+/// Settings from the command line and Tools.ini.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// `-c`: commands run at the first prompt.
+    pub initial_commands: Option<String>,
+    /// `-g`: do not stop at the initial breakpoint.
+    pub skip_initial_break: bool,
+    /// `-pd`: `q` detaches instead of killing.
+    pub detach_on_quit: bool,
+    /// `-e FD`: the AeDebug event to signal once attached.
+    pub event_fd: Option<i32>,
+    pub symbols: SymbolOptions,
+    /// Print the prompt (interactive).
+    pub echo_prompt: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            initial_commands: None,
+            skip_initial_break: false,
+            detach_on_quit: false,
+            event_fd: None,
+            symbols: SymbolOptions::default(),
+            echo_prompt: false,
+        }
+    }
+}
+
+/// The pending exception at a break (for `gh`/`gn` and `.exr -1`).
+#[derive(Clone, Debug)]
+pub(crate) struct Pending {
+    pub tid: Tid,
+    pub signo: i32,
+    pub second_chance: bool,
+    pub fatal: bool,
+    pub m: ExceptionMatch,
+    /// A breakpoint stop (`gn` refused, `gN` needed).
+    pub breakpoint: bool,
+}
+
+/// One session.
+pub struct Session<'o> {
+    pub(crate) target: TargetBox,
+    pub(crate) out: &'o mut dyn Write,
+    pub filters: Filters,
+    pub(crate) asserts: crate::filters::AssertOverrides,
+    pub radix: u32,
+    pub(crate) opts: SessionOptions,
+    /// Current thread.
+    pub(crate) tid: Option<Tid>,
+    /// `.ecxr`/`.cxr` register context override.
+    pub(crate) context: Option<UserRegs>,
+    pub(crate) images: RefCell<HashMap<(u64, String), ModuleImage>>,
+    pub(crate) last_event: Option<String>,
+    pub(crate) pending: Option<Pending>,
+    pub(crate) end: Option<SessionEnd>,
+    /// Thread whose stop the last event was (for `~` `#`).
+    pub(crate) event_tid: Option<Tid>,
+    /// The first fatal signal of a JIT session is its second chance: its
+    /// first chance was the in-process handler, before we attached.
+    pub(crate) jit_second_chance_next: bool,
+    pub(crate) initial_commands_done: bool,
+    pub(crate) child_debugging: bool,
+    /// End of input detaches instead of killing (JIT sessions).
+    pub(crate) eof_detaches: bool,
+}
+
+/// Memory of a target for the unwinder.
+struct Mem<'a>(&'a dyn Target);
+
+impl FrameMemory for Mem<'_> {
+    fn read_u64(&self, addr: u64) -> Option<u64> {
+        self.0.read_u64(addr)
+    }
+}
+
+impl<'o> Session<'o> {
+    pub fn new(target: TargetBox, out: &'o mut dyn Write, opts: SessionOptions) -> Session<'o> {
+        let jit = opts.event_fd.is_some();
+        let mut s = Session {
+            target,
+            out,
+            filters: Filters::new(),
+            asserts: Default::default(),
+            radix: 16,
+            opts,
+            tid: None,
+            context: None,
+            images: RefCell::new(HashMap::new()),
+            last_event: None,
+            pending: None,
+            end: None,
+            event_tid: None,
+            jit_second_chance_next: jit,
+            initial_commands_done: false,
+            child_debugging: false,
+            eof_detaches: false,
+        };
+        if let Some(t) = s.target.as_target() {
+            s.tid = t
+                .exception()
+                .map(|e| e.tid)
+                .or_else(|| t.threads().first().map(|t| t.tid));
+            if let Some(e) = t.exception() {
+                // A dump opens at its exception, like CDB's `-z`.
+                s.event_tid = Some(e.tid);
+                s.last_event = Some(format!(
+                    "{:x}.{:x}: {} - code {:08x} ({})",
+                    t.pid(),
+                    e.tid.0,
+                    crate::filters::Filters::new()
+                        .exception(&exception_event(&e.siginfo, ExceptionHint::None, t.pid()))
+                        .text,
+                    e.siginfo.signo(),
+                    format::signal_words(&e.siginfo)
+                ));
+            }
+        }
+        s
+    }
+
+    /// Make end of input detach (`qd`) rather than kill (`q`).
+    pub fn set_end_of_input_detaches(&mut self, on: bool) {
+        self.eof_detaches = on;
+    }
+
+    /// How the session ended, once it has.
+    pub fn end(&self) -> Option<SessionEnd> {
+        self.end
+    }
+
+    pub(crate) fn say(&mut self, text: &str) {
+        let _ = self.out.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = self.out.write_all(b"\n");
+        }
+        let _ = self.out.flush();
+    }
+
+    pub(crate) fn target(&self) -> Option<&dyn Target> {
+        self.target.as_target()
+    }
+
+    pub(crate) fn live(&mut self) -> Option<&mut Live> {
+        match &mut self.target {
+            TargetBox::Live(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// `0:000>`: process index and thread index.
+    pub fn prompt(&self) -> String {
+        let Some(t) = self.target() else {
+            return "NoTarget>".to_string();
+        };
+        let idx = self
+            .tid
+            .and_then(|tid| t.threads().iter().position(|th| th.tid == tid))
+            .unwrap_or(0);
+        let pidx = match &self.target {
+            TargetBox::Live(l) => l
+                .process_ids()
+                .iter()
+                .position(|p| *p == l.current)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        format!("{pidx}:{idx:03}> ")
+    }
+
+    // ----- symbols ---------------------------------------------------------
+
+    /// Run `f` with the symbol image of the module containing `addr`.
+    pub(crate) fn with_image<R>(&self, addr: u64, f: impl FnOnce(&ModuleImage) -> R) -> Option<R> {
+        let t = self.target()?;
+        let m = t.modules().into_iter().find(|m| m.contains(addr))?;
+        self.with_module_image(&m, f)
+    }
+
+    pub(crate) fn with_module_image<R>(
+        &self,
+        m: &Module,
+        f: impl FnOnce(&ModuleImage) -> R,
+    ) -> Option<R> {
+        let key = (m.base, m.path.clone());
+        let mut cache = self.images.borrow_mut();
+        let img = cache.entry(key).or_insert_with(|| {
+            ModuleImage::load(
+                &self.opts.symbols,
+                &m.path,
+                m.base,
+                m.end - m.base,
+                m.build_id.as_deref(),
+            )
+        });
+        Some(f(img))
+    }
+
+    /// Every module's image, loaded (for unwinding).
+    fn all_images(&self) -> Vec<ModuleImage> {
+        let Some(t) = self.target() else {
+            return Vec::new();
+        };
+        let mods = t.modules();
+        mods.iter()
+            .filter_map(|m| self.with_module_image(m, |i| i.clone()))
+            .collect()
+    }
+
+    /// `module!function+0xoff`, `module+0xoff`, or the bare address.
+    pub fn symbolize(&self, addr: u64) -> String {
+        let Some(t) = self.target() else {
+            return format!("{addr:x}");
+        };
+        let Some(m) = t.modules().into_iter().find(|m| m.contains(addr)) else {
+            return fmt_addr(addr);
+        };
+        self.with_module_image(&m, |img| {
+            let name = img.name();
+            match img.symbol_at(addr) {
+                Some(sym) if addr >= sym.address => {
+                    let off = addr - sym.address;
+                    if off == 0 {
+                        format!("{name}!{}", sym.name)
+                    } else {
+                        format!("{name}!{}+0x{off:x}", sym.name)
+                    }
+                }
+                _ => format!("{name}+0x{:x}", addr - m.base),
+            }
+        })
+        .unwrap_or_else(|| fmt_addr(addr))
+    }
+
+    /// The symbol only when one is known (for `dps` and branch targets).
+    pub(crate) fn symbol_name(&self, addr: u64) -> Option<String> {
+        let t = self.target()?;
+        let m = t.modules().into_iter().find(|m| m.contains(addr))?;
+        self.with_module_image(&m, |img| {
+            let sym = img.symbol_at(addr)?;
+            let off = addr.checked_sub(sym.address)?;
+            Some(if off == 0 {
+                format!("{}!{}", img.name(), sym.name)
+            } else {
+                format!("{}!{}+0x{off:x}", img.name(), sym.name)
+            })
+        })
+        .flatten()
+    }
+
+    /// Resolve `module!name` or a bare `name` to an address.
+    pub fn resolve_symbol(&self, text: &str) -> Option<u64> {
+        let t = self.target()?;
+        let mods = t.modules();
+        let (module, name) = match text.split_once('!') {
+            Some((m, n)) => (Some(m), n),
+            None => (None, text),
+        };
+        for m in &mods {
+            let found = self.with_module_image(m, |img| {
+                if module.is_some_and(|want| !img.name().eq_ignore_ascii_case(want)) {
+                    return None;
+                }
+                if name.is_empty() {
+                    return Some(img.base());
+                }
+                img.lookup(name).first().map(|h| h.address)
+            });
+            if let Some(Some(a)) = found {
+                return Some(a);
+            }
+        }
+        None
+    }
+
+    // ----- registers and stacks ---------------------------------------------
+
+    /// Registers of the current thread (or the `.ecxr`/`.cxr` context).
+    pub(crate) fn current_regs(&self) -> Result<UserRegs, TargetError> {
+        if let Some(c) = self.context {
+            return Ok(c);
+        }
+        let t = self.target().ok_or(TargetError::NotLive {
+            kind: "session without a target",
+            what: "show registers",
+        })?;
+        let tid = self.tid.ok_or(TargetError::NoThread { tid: 0 })?;
+        t.regs(tid)
+    }
+
+    /// Walk the stack from `regs`.
+    pub fn walk(&self, regs: &UserRegs, max: usize) -> Vec<UnwoundFrame> {
+        let Some(t) = self.target() else {
+            return Vec::new();
+        };
+        let images = self.all_images();
+        cfi::unwind(&images, &Mem(t), unwind_regs(regs), max)
+    }
+
+    /// The current instruction line: `module!sym+0x14:` then the
+    /// disassembly of one instruction.
+    pub(crate) fn current_instruction(&self, pc: u64) -> String {
+        let mut s = format!("{}:\n", self.symbolize(pc));
+        if let Some(t) = self.target() {
+            let mut code = [0u8; 16];
+            let n = t.read(pc, &mut code);
+            let lines = disassemble(&code[..n], pc, 1, &|a| self.symbol_name(a));
+            match lines.first() {
+                Some(l) => s.push_str(&l.render()),
+                None => s.push_str(&format!("{} ??", fmt_addr(pc))),
+            }
+        }
+        s
+    }
+
+    // ----- live events ----------------------------------------------------
+
+    /// Run the live target until an event breaks in (returns true) or the
+    /// session ends (returns false).
+    pub fn run_until_break(&mut self) -> Result<bool, LiveError> {
+        loop {
+            let ev = match self.live() {
+                Some(l) => match l.wait_event() {
+                    Ok(e) => e,
+                    Err(LiveError::Gone) => {
+                        self.target_gone();
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => return Ok(false),
+            };
+            if self.handle_event(ev)? {
+                return Ok(true);
+            }
+            if self.end.is_some() {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn target_gone(&mut self) {
+        self.target = TargetBox::None;
+        self.end.get_or_insert(SessionEnd::TargetExited);
+    }
+
+    /// Decide on one event: print what the filters say, run automatic
+    /// commands, resume or break. Returns true at a break.
+    fn handle_event(&mut self, ev: Event) -> Result<bool, LiveError> {
+        let pid = ev.stopped().map(|(p, _)| p);
+        let tid = ev.stopped().map(|(_, t)| t);
+        match ev {
+            Event::Output { line, stream, .. } => {
+                // The program's own output passes through unchanged; an
+                // `out` filter may also stop on it.
+                match stream {
+                    Stream::Stdout => self.say(&line),
+                    Stream::Stderr => {
+                        let _ = writeln!(std::io::stderr(), "{line}");
+                    }
+                }
+                let m = self.filters.event(EventKind::Output, Some(&line), None);
+                if m.break_status == BreakStatus::Break {
+                    if let Some(l) = self.live() {
+                        l.stop_all()?;
+                    }
+                    self.last_event = Some(format!("Debuggee output: {line}"));
+                    self.tid = self.live().and_then(|l| l.stopped_tids().first().copied());
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            Event::InitialBreakpoint { pid, tid } => {
+                if let Some(fd) = self.opts.event_fd.take() {
+                    // The AeDebug event: every thread is attached and
+                    // stopped; the crashed program may go on once we run it.
+                    if let Err(e) = coroner_sys::signal::signal_event_fd(fd) {
+                        self.say(&format!("cannot signal the event fd {fd}: {e}"));
+                    }
+                }
+                let m = self.filters.event(EventKind::InitialBreakpoint, None, None);
+                let text = format!(
+                    "({:x}.{:x}): Break instruction exception - code 80000003 (first chance)",
+                    pid.0, tid.0
+                );
+                let status = if self.opts.skip_initial_break && m.break_status == BreakStatus::Break
+                {
+                    BreakStatus::Output
+                } else {
+                    m.break_status
+                };
+                self.event_stop(pid, tid, text, status, m.cmd1.clone())
+            }
+            Event::ModuleLoaded { module, .. } => {
+                let name = module.file_name().to_string();
+                let m = self
+                    .filters
+                    .event(EventKind::LoadModule, Some(&name), Some(module.base));
+                let text = format!(
+                    "ModLoad: {} {}   {}",
+                    fmt_addr(module.base),
+                    fmt_addr(module.end),
+                    module.path
+                );
+                self.event_stop(
+                    pid.unwrap_or(Pid(0)),
+                    tid.unwrap_or(Tid(0)),
+                    text,
+                    m.break_status,
+                    m.cmd1.clone(),
+                )
+            }
+            Event::ModuleUnloaded { module, .. } => {
+                let name = module.file_name().to_string();
+                let m = self
+                    .filters
+                    .event(EventKind::UnloadModule, Some(&name), Some(module.base));
+                let text = format!("Unload module {} at {}", module.path, fmt_addr(module.base));
+                self.event_stop(
+                    pid.unwrap_or(Pid(0)),
+                    tid.unwrap_or(Tid(0)),
+                    text,
+                    m.break_status,
+                    m.cmd1.clone(),
+                )
+            }
+            Event::ThreadCreated { pid, tid } => {
+                let m = self.filters.event(EventKind::CreateThread, None, None);
+                let text = format!(
+                    "({:x}.{:x}): Create thread {}:{:x}",
+                    pid.0,
+                    tid.0,
+                    self.thread_index(tid),
+                    tid.0
+                );
+                self.event_stop(pid, tid, text, m.break_status, m.cmd1.clone())
+            }
+            Event::ThreadExited { pid, tid, code } => {
+                let m = self.filters.event(EventKind::ExitThread, None, None);
+                let text = format!(
+                    "({:x}.{:x}): Exit thread {}:{:x}, code {:x}",
+                    pid.0,
+                    tid.0,
+                    self.thread_index(tid),
+                    tid.0,
+                    code
+                );
+                self.event_stop(pid, tid, text, m.break_status, m.cmd1.clone())
+            }
+            Event::ProcessCreated { pid, name, .. } => {
+                let m = self
+                    .filters
+                    .event(EventKind::CreateProcess, Some(&name), None);
+                let text = format!("({:x}.{:x}): Create process {name}", pid.0, pid.0);
+                if let Some(l) = self.live() {
+                    l.current = pid;
+                }
+                self.event_stop(pid, Tid(pid.0), text, m.break_status, m.cmd1.clone())
+            }
+            Event::ProcessExiting { pid, tid, code } => {
+                let name = self
+                    .target()
+                    .map(|t| t.exe())
+                    .map(|e| e.rsplit('/').next().unwrap_or("").to_string())
+                    .unwrap_or_default();
+                let m = self
+                    .filters
+                    .event(EventKind::ExitProcess, Some(&name), None);
+                let status = decode_exit(code);
+                let text = format!(
+                    "({:x}.{:x}): Exit process {}:{:x}, {status}",
+                    pid.0,
+                    tid.0,
+                    self.process_index(pid),
+                    pid.0
+                );
+                self.event_stop(pid, tid, text, m.break_status, m.cmd1.clone())
+            }
+            Event::ProcessExited { pid, .. } => {
+                if let Some(l) = self.live() {
+                    l.reap(pid);
+                    if !l.alive() {
+                        self.target_gone();
+                    }
+                }
+                Ok(false)
+            }
+            Event::StepDone { pid, tid } => {
+                self.tid = Some(tid);
+                self.event_tid = Some(tid);
+                self.context = None;
+                let regs = self.current_regs().ok();
+                if let Some(r) = regs {
+                    let text = format!(
+                        "{}{}",
+                        format::registers(&r),
+                        self.current_instruction(r.rip)
+                    );
+                    self.say(&text);
+                }
+                self.last_event = Some(format!(
+                    "{:x}.{:x}: Single step exception - code 80000004 (first chance)",
+                    pid.0, tid.0
+                ));
+                Ok(true)
+            }
+            Event::Breakpoint { pid, tid, id } => {
+                if let Some(l) = self.live() {
+                    l.stop_all()?;
+                }
+                self.tid = Some(tid);
+                self.event_tid = Some(tid);
+                self.context = None;
+                self.pending = Some(Pending {
+                    tid,
+                    signo: 0,
+                    second_chance: false,
+                    fatal: false,
+                    m: self.filters.exception(&ExceptionEvent {
+                        signo: libc::SIGTRAP,
+                        code: 0x80,
+                        sent_by_self: false,
+                        hint: ExceptionHint::Breakpoint,
+                    }),
+                    breakpoint: true,
+                });
+                self.say(&format!("Breakpoint {id} hit"));
+                if let Ok(r) = self.current_regs() {
+                    let text = format!(
+                        "{}{}",
+                        format::registers(&r),
+                        self.current_instruction(r.rip)
+                    );
+                    self.say(&text);
+                }
+                self.last_event = Some(format!(
+                    "{:x}.{:x}: Break instruction exception - code 80000003 (first chance)",
+                    pid.0, tid.0
+                ));
+                let cmd = self.live().and_then(|l| {
+                    l.breakpoints
+                        .iter()
+                        .find(|b| b.id == id)
+                        .and_then(|b| b.command.clone())
+                });
+                if let Some(cmd) = cmd {
+                    return self.run_auto_commands(&cmd);
+                }
+                Ok(true)
+            }
+            Event::Signal {
+                pid,
+                tid,
+                siginfo,
+                fatal,
+            } => self.handle_signal(pid, tid, siginfo, fatal),
+        }
+    }
+
+    fn thread_index(&self, tid: Tid) -> usize {
+        self.target()
+            .and_then(|t| t.threads().iter().position(|th| th.tid == tid))
+            .unwrap_or(0)
+    }
+
+    fn process_index(&self, pid: Pid) -> usize {
+        match &self.target {
+            TargetBox::Live(l) => l.process_ids().iter().position(|p| *p == pid).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// A non-exception event: print it unless ignored, run Cmd1, break if
+    /// asked. Returns true at a break.
+    fn event_stop(
+        &mut self,
+        pid: Pid,
+        tid: Tid,
+        text: String,
+        status: BreakStatus,
+        cmd1: Option<String>,
+    ) -> Result<bool, LiveError> {
+        let brk = status == BreakStatus::Break;
+        if status != BreakStatus::Ignore {
+            self.say(&text);
+        }
+        self.last_event = Some(text.trim_start_matches('(').to_string());
+        if let Some(c) = cmd1 {
+            if self.stop_for_commands(pid, tid)? {
+                return self.run_auto_commands(&c);
+            }
+        }
+        if brk {
+            if let Some(l) = self.live() {
+                l.stop_all()?;
+            }
+            self.tid = Some(tid);
+            self.event_tid = Some(tid);
+            self.context = None;
+            self.pending = None;
+            return Ok(true);
+        }
+        if let Some(l) = self.live() {
+            l.resume_thread(tid, 0)?;
+        }
+        Ok(false)
+    }
+
+    fn stop_for_commands(&mut self, _pid: Pid, tid: Tid) -> Result<bool, LiveError> {
+        if let Some(l) = self.live() {
+            l.stop_all()?;
+        }
+        self.tid = Some(tid);
+        self.event_tid = Some(tid);
+        self.context = None;
+        Ok(true)
+    }
+
+    fn handle_signal(
+        &mut self,
+        pid: Pid,
+        tid: Tid,
+        si: SigInfo,
+        fatal: bool,
+    ) -> Result<bool, LiveError> {
+        let hint = self.hint_for(tid, &si);
+        let ev = exception_event(&si, hint, pid.0 as u32);
+        let m = self.filters.exception(&ev);
+        let second = fatal && std::mem::take(&mut self.jit_second_chance_next);
+        if fatal {
+            self.jit_second_chance_next = false;
+        }
+        let regs = self
+            .live()
+            .and_then(|l| l.regs(tid).ok())
+            .unwrap_or_default();
+        if let Some(l) = self.live() {
+            l.last_exception = Some(ExceptionInfo {
+                tid,
+                siginfo: si,
+                regs,
+                second_chance: Some(second),
+            });
+        }
+        let pending = Pending {
+            tid,
+            signo: si.signo(),
+            second_chance: second,
+            fatal,
+            m: m.clone(),
+            breakpoint: false,
+        };
+        if second {
+            return self.second_chance(pid, pending, &si);
+        }
+        // First chance.
+        let line = self.exception_line(pid, tid, &m, &si, false);
+        let brk = m.break_status == BreakStatus::Break;
+        if m.break_status != BreakStatus::Ignore {
+            self.say(&line);
+        }
+        self.last_event = Some(line.trim_start_matches('(').replacen("):", ":", 1));
+        if brk {
+            if let Some(l) = self.live() {
+                l.stop_all()?;
+            }
+            self.tid = Some(tid);
+            self.event_tid = Some(tid);
+            self.context = None;
+            self.say("First chance exceptions are reported before any exception handling.\nThis exception may be expected and handled.");
+            let text = format!(
+                "{}{}",
+                format::registers(&regs),
+                self.current_instruction(regs.rip)
+            );
+            self.say(&text);
+            self.pending = Some(pending);
+            if let Some(c) = m.cmd1.clone() {
+                return self.run_auto_commands(&c);
+            }
+            return Ok(true);
+        }
+        self.pending = Some(pending.clone());
+        if let Some(c) = m.cmd1.clone() {
+            self.stop_for_commands(pid, tid)?;
+            return self.run_auto_commands(&c);
+        }
+        // Not breaking at the first chance: continue by the filter's
+        // handling status, or go on to the second chance.
+        self.continue_pending(None)
+    }
+
+    /// Report the second chance of the pending exception.
+    fn second_chance(
+        &mut self,
+        pid: Pid,
+        pending: Pending,
+        si: &SigInfo,
+    ) -> Result<bool, LiveError> {
+        let m = pending.m.clone();
+        let tid = pending.tid;
+        let line = self.exception_line(pid, tid, &m, si, true);
+        let brk = matches!(
+            m.break_status,
+            BreakStatus::Break | BreakStatus::SecondChance
+        );
+        if m.break_status != BreakStatus::Ignore {
+            self.say(&line);
+        }
+        self.last_event = Some(line.trim_start_matches('(').replacen("):", ":", 1));
+        let mut p = pending;
+        p.second_chance = true;
+        self.pending = Some(p);
+        if brk || m.cmd2.is_some() {
+            if let Some(l) = self.live() {
+                l.stop_all()?;
+            }
+            self.tid = Some(tid);
+            self.event_tid = Some(tid);
+            self.context = None;
+        }
+        if brk {
+            if let Ok(r) = self.current_regs() {
+                let text = format!(
+                    "{}{}",
+                    format::registers(&r),
+                    self.current_instruction(r.rip)
+                );
+                self.say(&text);
+            }
+        }
+        if let Some(c) = m.cmd2.clone() {
+            return self.run_auto_commands(&c);
+        }
+        if brk {
+            return Ok(true);
+        }
+        self.continue_pending(None)
+    }
+
+    /// Resume after the pending exception. `handled`: `Some(true)` for
+    /// `gh`, `Some(false)` for `gn`, `None` for `g` (the filter's handling
+    /// status). A not-handled fatal first chance goes on to the second
+    /// chance instead of running. Returns true if that broke in.
+    pub(crate) fn continue_pending(&mut self, handled: Option<bool>) -> Result<bool, LiveError> {
+        let Some(p) = self.pending.take() else {
+            if let Some(l) = self.live() {
+                l.resume_all(None, 0)?;
+            }
+            return Ok(false);
+        };
+        let handled = handled.unwrap_or(p.m.handling == Handling::Handled || p.breakpoint);
+        if !handled && p.fatal && !p.second_chance && !p.breakpoint {
+            let si = self
+                .live()
+                .and_then(|l| l.last_exception.as_ref().map(|e| e.siginfo))
+                .unwrap_or_else(|| SigInfo::new_sent(p.signo, 0, 0, 0));
+            let pid = self.live().map(|l| l.current).unwrap_or(Pid(0));
+            return self.second_chance(pid, p, &si);
+        }
+        let sig = if handled || p.breakpoint { 0 } else { p.signo };
+        self.context = None;
+        if let Some(l) = self.live() {
+            l.resume_all(Some(p.tid), sig)?;
+        }
+        Ok(false)
+    }
+
+    fn exception_line(
+        &self,
+        pid: Pid,
+        tid: Tid,
+        m: &ExceptionMatch,
+        si: &SigInfo,
+        second: bool,
+    ) -> String {
+        format!(
+            "({:x}.{:x}): {} - code {:08x} ({}) ({})",
+            pid.0,
+            tid.0,
+            m.text,
+            si.signo(),
+            format::signal_words(si),
+            if second {
+                "!!! second chance !!!"
+            } else {
+                "first chance"
+            }
+        )
+    }
+
+    /// What the stack says about an abort (assert, stack protector) or a
+    /// stack overflow.
+    fn hint_for(&self, tid: Tid, si: &SigInfo) -> ExceptionHint {
+        let Some(t) = self.target() else {
+            return ExceptionHint::None;
+        };
+        if si.signo() == libc::SIGSEGV {
+            // A fault within a page below the stack pointer, outside any
+            // mapping: the guard gap of a stack.
+            if let (Ok(r), Some(addr)) = (t.regs(tid), si.fault_address()) {
+                if addr <= r.rsp.saturating_add(4096) && r.rsp.saturating_sub(addr) < 1 << 20 {
+                    return ExceptionHint::StackOverflow;
+                }
+            }
+        }
+        if si.signo() == libc::SIGABRT {
+            if let Ok(r) = t.regs(tid) {
+                for f in self.walk(&r, 24) {
+                    let name = self.symbolize(f.pc);
+                    if name.contains("__stack_chk_fail") || name.contains("__fortify_fail") {
+                        return ExceptionHint::StackCheckFailure;
+                    }
+                    if name.contains("__assert_fail") {
+                        return ExceptionHint::AssertFailure;
+                    }
+                }
+            }
+        }
+        ExceptionHint::None
+    }
+
+    /// Run an automatic command string (`-c`, `-c2`, `bp "…"`); if it ends
+    /// with `g`/`gh`/`gn` the target runs on. Returns true if the session
+    /// should prompt (stays broken in).
+    pub(crate) fn run_auto_commands(&mut self, cmds: &str) -> Result<bool, LiveError> {
+        let flow = self.execute_line(cmds);
+        Ok(match flow {
+            crate::exec::Flow::Stay => true,
+            crate::exec::Flow::Go => false,
+            crate::exec::Flow::Ended => false,
+        })
+    }
+}
+
+/// The filter input for a signal.
+pub(crate) fn exception_event(si: &SigInfo, hint: ExceptionHint, self_pid: u32) -> ExceptionEvent {
+    ExceptionEvent {
+        signo: si.signo(),
+        code: si.code(),
+        sent_by_self: !si.is_from_kernel() && si.sender_pid() as u32 == self_pid,
+        hint,
+    }
+}
+
+/// `code 0` / `signal 11 (SIGSEGV)` from a `PTRACE_EVENT_EXIT` status.
+fn decode_exit(status: i32) -> String {
+    if status & 0x7f == 0 {
+        format!("code {:x}", (status >> 8) & 0xff)
+    } else {
+        let sig = status & 0x7f;
+        format!(
+            "killed by signal {sig} ({})",
+            coroner_types::signal_name(sig).unwrap_or("?")
+        )
+    }
+}
+
+/// The unwinder's register set from a thread's registers.
+pub(crate) fn unwind_regs(r: &UserRegs) -> UnwindRegs {
+    let mut u = UnwindRegs::default();
+    let vals = [
+        r.rax, r.rdx, r.rcx, r.rbx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15, r.rip,
+    ];
+    for (i, v) in vals.iter().enumerate() {
+        u.values[i] = Some(*v);
+    }
+    u
+}
+
+/// The thread registers of an unwound frame (unknown ones are 0).
+pub(crate) fn frame_regs(f: &UnwoundFrame, base: &UserRegs) -> UserRegs {
+    let v = |i: usize| f.regs.values[i].unwrap_or(0);
+    UserRegs {
+        rax: v(0),
+        rdx: v(1),
+        rcx: v(2),
+        rbx: v(3),
+        rsi: v(4),
+        rdi: v(5),
+        rbp: v(6),
+        rsp: f.regs.values[7].or(f.cfa).unwrap_or(0),
+        r8: v(8),
+        r9: v(9),
+        r10: v(10),
+        r11: v(11),
+        r12: v(12),
+        r13: v(13),
+        r14: v(14),
+        r15: v(15),
+        rip: f.pc,
+        ..*base
+    }
+}
+
+/// Which kind of target a session has, for messages.
+pub(crate) fn kind_name(t: &TargetBox) -> &'static str {
+    match t {
+        TargetBox::Live(_) => TargetKind::Live.describe(),
+        TargetBox::Dump(d) => d.kind().describe(),
+        TargetBox::None => "ended target",
+    }
+}
