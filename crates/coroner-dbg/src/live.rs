@@ -708,6 +708,9 @@ impl Live {
     /// Turn one wait status into an event, or handle it internally (and
     /// resume the thread) and return `None`.
     fn decode(&mut self, tid: Tid, st: WaitStatus) -> Result<Option<Event>, LiveError> {
+        if std::env::var_os("CORONER_DBG_TRACE").is_some() {
+            eprintln!("[engine] tid {} {st:?}", tid.0);
+        }
         let pid = self.pid_of(tid);
         if !self.owner.contains_key(&tid) {
             // A new child's first stop can come before its parent's fork
@@ -978,26 +981,27 @@ impl Live {
                         (p.read_clean(rd + 24, &mut b) == 4).then(|| u32::from_le_bytes(b) == 0)
                     })
                     .unwrap_or(true);
+                let mut evs = Vec::new();
                 if consistent {
                     if let Some(p) = self.procs.get_mut(&pid) {
                         let (loaded, unloaded) = p.refresh_modules();
                         for module in unloaded {
-                            self.pending
-                                .push_back(Event::ModuleUnloaded { pid, tid, module });
+                            evs.push(Event::ModuleUnloaded { pid, tid, module });
                         }
                         for module in loaded {
-                            self.pending
-                                .push_back(Event::ModuleLoaded { pid, tid, module });
+                            evs.push(Event::ModuleLoaded { pid, tid, module });
                         }
                     }
                 }
                 if user.is_none() {
-                    if self.pending.is_empty() {
+                    if evs.is_empty() {
                         self.resume_thread(tid, 0)?;
                         return Ok(None);
                     }
+                    self.pending.extend(evs);
                     return Ok(self.pending.pop_front());
                 }
+                self.pending.extend(evs);
             }
             Some(Internal::StepOver(t)) if t == tid => {
                 if let Some(p) = self.procs.get_mut(&pid) {
