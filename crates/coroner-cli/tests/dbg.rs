@@ -339,3 +339,38 @@ fn dump_slash_j_in_a_jit_session_records_the_fault() {
         "fault address"
     );
 }
+
+#[test]
+fn attach_noninvasive_inspects_and_leaves_the_process_running() {
+    let live = common::Live::start(4, 2);
+    let pid = live.pid.to_string();
+    let o = dbg(&[os("-pv"), os("-p"), os(&pid)], "~\ng\nk\nq\n");
+    let t = text(&o);
+    assert_eq!(count(&t, "Id: "), 3, "main + 2 workers\n{t}");
+    assert!(t.contains("noninvasive session (-pv) cannot run"), "{t}");
+    assert!(
+        t.contains("live_main_wait") || t.contains("live_main_read_stdin"),
+        "{t}"
+    );
+    // q in a -pv session detaches: the process runs on and exits cleanly.
+    assert_ne!(live.state(), 't', "not left in a tracing stop");
+    live.finish();
+}
+
+#[test]
+fn attach_then_qd_detaches_and_q_kills() {
+    let live = common::Live::start(4, 1);
+    let pid = live.pid.to_string();
+    let o = dbg(&[os("-p"), os(&pid)], "lm m crasher\nqd\n");
+    let t = text(&o);
+    assert!(t.contains("crasher"), "{t}");
+    assert_ne!(live.state(), 't', "{t}");
+    // A second debugger can attach now that the first is gone.
+    let o = dbg(&[os("-p"), os(&pid)], "q\n");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let mut live = live;
+    let st = live.child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(9), "q kills the target: {st:?}");
+}

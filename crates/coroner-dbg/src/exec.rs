@@ -88,6 +88,16 @@ impl Session<'_> {
             .map_err(|err| format!("{err} in '{e}'"))
     }
 
+    /// An execution command: a live target in an invasive session.
+    fn need_execution(&self, what: &str) -> Result<(), String> {
+        if self.opts.noninvasive && matches!(self.target, TargetBox::Live(_)) {
+            return Err(format!(
+                "a noninvasive session (-pv) cannot {what}: the target only stays stopped for inspection; use .detach or q"
+            ));
+        }
+        self.need_live(what)
+    }
+
     fn need_live(&self, what: &str) -> Result<(), String> {
         match &self.target {
             TargetBox::Live(_) => Ok(()),
@@ -155,7 +165,7 @@ impl Session<'_> {
                 Ok(Flow::Ended)
             }
             Command::ChildDbg(on) => {
-                self.need_live("debug child processes")?;
+                self.need_execution("debug child processes")?;
                 if let Some(on) = on {
                     self.child_debugging = *on;
                     if let Some(l) = self.live() {
@@ -289,7 +299,7 @@ impl Session<'_> {
             Command::Breakpoint {
                 location, commands, ..
             } => {
-                self.need_live("have breakpoints")?;
+                self.need_execution("have breakpoints")?;
                 let loc = location
                     .as_ref()
                     .ok_or("bp needs an address or module!symbol")?;
@@ -311,7 +321,7 @@ impl Session<'_> {
                 Ok(Flow::Stay)
             }
             Command::BreakpointEdit { action, ids } => {
-                self.need_live("have breakpoints")?;
+                self.need_execution("have breakpoints")?;
                 let l = self.live().ok_or("no live target")?;
                 let all: Vec<u32> = l.breakpoints.iter().map(|b| b.id).collect();
                 let chosen: Vec<u32> = match ids {
@@ -367,7 +377,7 @@ impl Session<'_> {
     // ----- execution ------------------------------------------------------
 
     fn go(&mut self, kind: GoKind, start: Option<&Expr>, breaks: &[Expr]) -> Result<Flow, String> {
-        self.need_live("run")?;
+        self.need_execution("run")?;
         if kind == GoKind::NotHandled && self.pending.as_ref().is_some_and(|p| p.breakpoint) {
             return Err("^ gn is not allowed at a breakpoint: passing SIGTRAP on would kill the target; use gN".into());
         }
@@ -415,7 +425,7 @@ impl Session<'_> {
         start: Option<&Expr>,
         count: Option<&Expr>,
     ) -> Result<Flow, String> {
-        self.need_live("step")?;
+        self.need_execution("step")?;
         if let Some(s) = start {
             let pc = self.eval(s)?;
             self.set_pc(pc)?;
@@ -806,7 +816,7 @@ impl Session<'_> {
                     self.say(&format!("{name}={v:0width$x}"));
                 }
                 RegArg::Set(name, e) => {
-                    self.need_live("change registers")?;
+                    self.need_execution("change registers")?;
                     if self.context.is_some() {
                         return Err("registers of a saved context (.cxr/.ecxr) cannot be changed; use .cxr to reset".into());
                     }

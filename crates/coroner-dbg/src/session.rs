@@ -73,6 +73,9 @@ pub struct SessionOptions {
     pub symbols: SymbolOptions,
     /// Print the prompt (interactive).
     pub echo_prompt: bool,
+    /// `-pv`: inspect only; execution commands are refused and the session
+    /// ends by detaching.
+    pub noninvasive: bool,
 }
 
 impl Default for SessionOptions {
@@ -84,6 +87,7 @@ impl Default for SessionOptions {
             event_fd: None,
             symbols: SymbolOptions::default(),
             echo_prompt: false,
+            noninvasive: false,
         }
     }
 }

@@ -122,6 +122,7 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
         event_fd: a.event_fd,
         symbols,
         echo_prompt: false,
+        noninvasive: a.noninvasive.is_some(),
     };
     let mut stdout = std::io::stdout();
     let mut session = Session::new(target, &mut stdout, opts);
@@ -188,7 +189,10 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
 }
 
 fn attach(pid: Pid, a: &coroner_dbg::cmdline::DbgArgs) -> anyhow::Result<TargetBox> {
-    let l = Live::attach(pid, !a.no_break_in)
+    // -pv/-pvr: there is no way to read registers on Linux without a ptrace
+    // stop, so a noninvasive session attaches and stops the target, refuses
+    // execution commands, and detaches at the end.
+    let l = Live::attach(pid, !a.no_break_in || a.noninvasive.is_some())
         .with_context(|| format!("cannot attach to process {}", pid.0))?;
     if a.resume_after_attach {
         let _ = coroner_sys::signal::kill(pid, libc::SIGCONT);
