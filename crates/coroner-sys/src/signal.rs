@@ -108,3 +108,16 @@ pub fn signal_event_fd(fd: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Set `sig`'s disposition to `SIG_IGN` for this process (the debugger
+/// ignores the terminal's Ctrl+C so that the debuggee, in the same
+/// foreground group, gets it as a break-in).
+pub fn ignore(sig: i32) -> io::Result<()> {
+    // SAFETY: signal(2) with SIG_IGN installs no handler code; `sig` is a
+    // plain integer the kernel validates (EINVAL for SIGKILL/SIGSTOP).
+    let r = unsafe { libc::signal(sig, libc::SIG_IGN) };
+    if r == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

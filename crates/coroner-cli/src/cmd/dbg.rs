@@ -154,6 +154,12 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
             .map_err(|e| UsageError(format!("coroner dbg: -x{}: {e}", code)))?;
     }
 
+    if interactive {
+        // Ctrl+C on the terminal reaches a launched target (same
+        // foreground group) as SIGINT, which the `cce` filter reports as a
+        // break-in; the debugger itself must survive it.
+        let _ = coroner_sys::signal::ignore(libc::SIGINT);
+    }
     let mut input: Box<dyn LineSource> = if interactive {
         Box::new(crate::cmd::dbg_prompt::Editor::new()?)
     } else {
