@@ -72,11 +72,13 @@ fn sx_listing_after_changes_matches_cdb() {
         "sxe -c \"r eax\" av\nsx- -c \"r ebx\" av\nsxe ld:kernel32\nsxd -c2 \"k\" ii\nsxn 0n10\nsxi SIGUSR2\nsx\nq\n",
     );
     let out = String::from_utf8_lossy(&o.stdout);
-    let start = out.find("  ct - Create thread").expect(&text(&o));
+    let start = out
+        .find("  ct - Create thread")
+        .unwrap_or_else(|| panic!("{}", text(&o)));
     let end = out[start..]
         .find("   * - Other exception")
         .map(|e| start + e)
-        .expect(&text(&o));
+        .unwrap_or_else(|| panic!("{}", text(&o)));
     let eol = out[end..].find('\n').map(|e| end + e).unwrap_or(out.len());
     insta::assert_snapshot!("sx_listing", &out[start..eol]);
 }

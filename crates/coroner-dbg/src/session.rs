@@ -60,7 +60,7 @@ pub enum SessionEnd {
 }
 
 /// Settings from the command line and Tools.ini.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SessionOptions {
     /// `-c`: commands run at the first prompt.
     pub initial_commands: Option<String>,
@@ -76,20 +76,6 @@ pub struct SessionOptions {
     /// `-pv`: inspect only; execution commands are refused and the session
     /// ends by detaching.
     pub noninvasive: bool,
-}
-
-impl Default for SessionOptions {
-    fn default() -> Self {
-        SessionOptions {
-            initial_commands: None,
-            skip_initial_break: false,
-            detach_on_quit: false,
-            event_fd: None,
-            symbols: SymbolOptions::default(),
-            echo_prompt: false,
-            noninvasive: false,
-        }
-    }
 }
 
 /// The pending exception at a break (for `gh`/`gn` and `.exr -1`).

@@ -425,49 +425,6 @@ impl Drop for Watch {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn second_chance_rules() {
-        let fault = SigInfo::new_fault(libc::SIGSEGV, 1, 0);
-        let none = Dispositions::default();
-        assert!(is_fatal_crash(&fault, none));
-        // A program handler gets its first chance.
-        let caught = Dispositions {
-            caught: bit(libc::SIGSEGV),
-            ignored: 0,
-        };
-        assert!(!is_fatal_crash(&fault, caught));
-        // An ignored synchronous fault is forced to the default action.
-        let ign = Dispositions {
-            caught: 0,
-            ignored: bit(libc::SIGSEGV),
-        };
-        assert!(is_fatal_crash(&fault, ign));
-        // An ignored abort()-style signal is discarded.
-        let abrt = SigInfo::new_sent(libc::SIGABRT, -6, 1, 0);
-        assert!(is_fatal_crash(&abrt, none));
-        assert!(!is_fatal_crash(
-            &abrt,
-            Dispositions {
-                caught: 0,
-                ignored: bit(libc::SIGABRT)
-            }
-        ));
-        // Not a crash signal.
-        assert!(!is_fatal_crash(
-            &SigInfo::new_sent(libc::SIGTERM, 0, 1, 0),
-            none
-        ));
-        assert!(!is_fatal_crash(
-            &SigInfo::new_sent(libc::SIGUSR1, 0, 1, 0),
-            none
-        ));
-    }
-}
-
 /// Spawn `cmd` and leave it seized (with `options`) and stopped by
 /// `SIGSTOP` right after its `execve`, before its first instruction. The
 /// caller resumes it with `SIGCONT` (a seized tracee then reports the
@@ -526,4 +483,47 @@ pub fn launch_seized(
     }
     ptrace::seize(tid, options).map_err(|e| ptrace_err("SEIZE", pid, tid, e))?;
     Ok((pid, child))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_chance_rules() {
+        let fault = SigInfo::new_fault(libc::SIGSEGV, 1, 0);
+        let none = Dispositions::default();
+        assert!(is_fatal_crash(&fault, none));
+        // A program handler gets its first chance.
+        let caught = Dispositions {
+            caught: bit(libc::SIGSEGV),
+            ignored: 0,
+        };
+        assert!(!is_fatal_crash(&fault, caught));
+        // An ignored synchronous fault is forced to the default action.
+        let ign = Dispositions {
+            caught: 0,
+            ignored: bit(libc::SIGSEGV),
+        };
+        assert!(is_fatal_crash(&fault, ign));
+        // An ignored abort()-style signal is discarded.
+        let abrt = SigInfo::new_sent(libc::SIGABRT, -6, 1, 0);
+        assert!(is_fatal_crash(&abrt, none));
+        assert!(!is_fatal_crash(
+            &abrt,
+            Dispositions {
+                caught: 0,
+                ignored: bit(libc::SIGABRT)
+            }
+        ));
+        // Not a crash signal.
+        assert!(!is_fatal_crash(
+            &SigInfo::new_sent(libc::SIGTERM, 0, 1, 0),
+            none
+        ));
+        assert!(!is_fatal_crash(
+            &SigInfo::new_sent(libc::SIGUSR1, 0, 1, 0),
+            none
+        ));
+    }
 }

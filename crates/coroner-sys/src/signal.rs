@@ -54,40 +54,6 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     crate::check(r).map(drop)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::AsFd;
-    use std::process::{Command, Stdio};
-
-    #[test]
-    fn pidfd_kills_child() {
-        let mut child = Command::new("cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = Pid(child.id() as i32);
-        kill(pid, 0).unwrap();
-        let fd = pidfd_open(pid, 0).unwrap();
-        pidfd_send_signal(fd.as_fd(), libc::SIGKILL).unwrap();
-        let st = child.wait().unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(st.signal(), Some(libc::SIGKILL));
-        // The child is reaped: the pidfd now refers to a dead process.
-        let e = pidfd_send_signal(fd.as_fd(), 0).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
-    }
-
-    #[test]
-    fn tgkill_checks_the_group() {
-        // tid 1 (init) is not a thread of this process.
-        let e = tgkill(crate::getpid(), Tid(1), 0).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
-        tgkill(crate::getpid(), crate::gettid(), 0).unwrap();
-    }
-}
-
 /// Signal an eventfd (or write one counter tick to any fd) that this
 /// process inherited by number: the AeDebug `-e` event of a JIT launch.
 /// Writes the 8-byte value 1.
@@ -120,4 +86,38 @@ pub fn ignore(sig: i32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::process::{Command, Stdio};
+
+    #[test]
+    fn pidfd_kills_child() {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = Pid(child.id() as i32);
+        kill(pid, 0).unwrap();
+        let fd = pidfd_open(pid, 0).unwrap();
+        pidfd_send_signal(fd.as_fd(), libc::SIGKILL).unwrap();
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+        // The child is reaped: the pidfd now refers to a dead process.
+        let e = pidfd_send_signal(fd.as_fd(), 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
+    }
+
+    #[test]
+    fn tgkill_checks_the_group() {
+        // tid 1 (init) is not a thread of this process.
+        let e = tgkill(crate::getpid(), Tid(1), 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
+        tgkill(crate::getpid(), crate::gettid(), 0).unwrap();
+    }
 }
