@@ -19,6 +19,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/coroner-sigbench.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
 cat > "$W/sigs.c" <<'C'
+#define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

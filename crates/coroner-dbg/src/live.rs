@@ -53,6 +53,8 @@ const TRAP_BRKPT: i32 = 1;
 const TRAP_TRACE: i32 = 2;
 const AT_ENTRY: u64 = 9;
 const INT3: u8 = 0xcc;
+/// How long the engine polls for the next stop before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
 
 /// Which output stream of a launched target a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,13 +73,14 @@ pub enum Event {
         pid: Pid,
         tid: Tid,
     },
-    /// A signal is about to be delivered (first chance); `fatal` when its
-    /// delivery would kill the process (second chance).
+    /// A signal is about to be delivered (first chance). Whether its
+    /// delivery would kill the process (the second chance) costs a
+    /// `/proc` read, so the session asks [`Live::would_kill`] only when a
+    /// filter needs to know.
     Signal {
         pid: Pid,
         tid: Tid,
         siginfo: SigInfo,
-        fatal: bool,
     },
     /// A user breakpoint (`bp`) was hit; the pc is at its address.
     Breakpoint {
@@ -373,6 +376,8 @@ enum Msg {
     Wait(Tid, WaitStatus),
     WaitError(io::Error),
     Output(Pid, Stream, String),
+    /// An output reader reached end of file.
+    OutputDone,
 }
 
 /// The live debugging engine.
@@ -399,6 +404,8 @@ pub struct Live {
     /// Threads → pid.
     owner: BTreeMap<Tid, Pid>,
     output_readers: Vec<std::thread::JoinHandle<()>>,
+    /// Output readers that have not reached end of file.
+    readers_open: usize,
     /// Break-in timeout (`-pt`).
     pub break_timeout: Duration,
 }
@@ -422,6 +429,7 @@ impl Live {
             user_step: None,
             owner: BTreeMap::new(),
             output_readers: Vec::new(),
+            readers_open: 0,
             break_timeout: Duration::from_secs(30),
         }
     }
@@ -585,13 +593,17 @@ impl Live {
 
     fn read_output(&mut self, pid: Pid, stream: Stream, src: impl io::Read + Send + 'static) {
         let tx = self.tx.clone();
+        self.readers_open += 1;
         self.output_readers.push(std::thread::spawn(move || {
             let mut r = BufReader::new(src);
             let mut line = Vec::new();
             loop {
                 line.clear();
                 match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Msg::OutputDone);
+                        return;
+                    }
                     Ok(_) => {
                         if line.last() == Some(&b'\n') {
                             line.pop();
@@ -606,6 +618,32 @@ impl Live {
         }));
     }
 
+    /// Wait for the output readers to reach end of file (the program is
+    /// gone) and queue every line they read.
+    fn drain_output(&mut self) {
+        self.output_readers.clear();
+        let mut open = std::mem::take(&mut self.readers_open);
+        let mut statuses = Vec::new();
+        // A process the program started may keep the pipes open: wait a
+        // little for end of file, never forever.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while open > 0 {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Msg::Output(pid, stream, line)) => {
+                    self.pending.push_back(Event::Output { pid, stream, line })
+                }
+                Ok(Msg::OutputDone) => open -= 1,
+                Ok(Msg::Wait(t, s)) => statuses.push((t, s)),
+                Ok(Msg::WaitError(_)) => {}
+                Err(_) => break,
+            }
+        }
+        self.queued.extend(statuses);
+    }
+
     /// The next wait status, from the queue or the waiter (with a deadline).
     /// Output lines met on the way become pending events.
     fn next_status(
@@ -615,7 +653,34 @@ impl Live {
         if let Some(s) = self.queued.pop_front() {
             return Ok(Some(s));
         }
+        // Spin briefly before sleeping: on a VM, waking a halted vCPU costs
+        // tens of microseconds, more than a typical signal round trip.
+        let spin_until = Instant::now() + SPIN;
         loop {
+            if Instant::now() < spin_until {
+                match self.rx.try_recv() {
+                    Ok(Msg::Wait(t, s)) => return Ok(Some((t, s))),
+                    Ok(Msg::Output(pid, stream, line)) => {
+                        self.pending.push_back(Event::Output { pid, stream, line });
+                        continue;
+                    }
+                    Ok(Msg::OutputDone) => {
+                        self.readers_open = self.readers_open.saturating_sub(1);
+                        continue;
+                    }
+                    Ok(Msg::WaitError(e)) if e.raw_os_error() == Some(libc::ECHILD) => {
+                        return Ok(None)
+                    }
+                    Ok(Msg::WaitError(e)) => return Err(LiveError::Wait(e)),
+                    Err(_) => {
+                        // Yield rather than spin: on a busy or single CPU
+                        // the tracee may need this very CPU to reach its
+                        // next stop.
+                        std::thread::yield_now();
+                        continue;
+                    }
+                }
+            }
             let msg = match deadline {
                 None => match self.rx.recv() {
                     Ok(m) => m,
@@ -635,6 +700,7 @@ impl Live {
                 Msg::Output(pid, stream, line) => {
                     self.pending.push_back(Event::Output { pid, stream, line })
                 }
+                Msg::OutputDone => self.readers_open = self.readers_open.saturating_sub(1),
                 Msg::WaitError(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
                 Msg::WaitError(e) => return Err(LiveError::Wait(e)),
             }
@@ -665,15 +731,7 @@ impl Live {
                 return Ok(e);
             }
             if self.procs.values().all(|p| p.exited) {
-                // Flush what the program wrote before it ended.
-                for r in std::mem::take(&mut self.output_readers) {
-                    let _ = r.join();
-                }
-                while let Ok(m) = self.rx.try_recv() {
-                    if let Msg::Output(pid, stream, line) = m {
-                        self.pending.push_back(Event::Output { pid, stream, line });
-                    }
-                }
+                self.drain_output();
                 return self.pending.pop_front().ok_or(LiveError::Gone);
             }
             let Some((tid, st)) = self.next_status(None)? else {
@@ -738,7 +796,14 @@ impl Live {
                 if tid.0 == pid.0 {
                     p.exited = true;
                     p.inserted.clear();
-                    return Ok(Some(Event::ProcessExited { pid, status: st }));
+                    if self.procs.values().all(|p| p.exited) {
+                        // Everything the program wrote comes before the
+                        // news that it is gone.
+                        self.drain_output();
+                    }
+                    self.pending
+                        .push_back(Event::ProcessExited { pid, status: st });
+                    return Ok(self.pending.pop_front());
                 }
                 Ok(None)
             }
@@ -940,12 +1005,10 @@ impl Live {
                 return Ok(Some(Event::StepDone { pid, tid }));
             }
         }
-        let fatal = would_kill(pid, sig);
         Ok(Some(Event::Signal {
             pid,
             tid,
             siginfo: si,
-            fatal,
         }))
     }
 

@@ -600,12 +600,7 @@ impl<'o> Session<'o> {
                 }
                 Ok(true)
             }
-            Event::Signal {
-                pid,
-                tid,
-                siginfo,
-                fatal,
-            } => self.handle_signal(pid, tid, siginfo, fatal),
+            Event::Signal { pid, tid, siginfo } => self.handle_signal(pid, tid, siginfo),
         }
     }
 
@@ -668,16 +663,30 @@ impl<'o> Session<'o> {
         Ok(true)
     }
 
-    fn handle_signal(
-        &mut self,
-        pid: Pid,
-        tid: Tid,
-        si: SigInfo,
-        fatal: bool,
-    ) -> Result<bool, LiveError> {
+    fn handle_signal(&mut self, pid: Pid, tid: Tid, si: SigInfo) -> Result<bool, LiveError> {
         let hint = self.hint_for(tid, &si);
         let ev = exception_event(&si, hint, pid.0 as u32);
         let m = self.filters.exception(&ev);
+        // `sxi` with no commands: nothing to print, run or decide, whether
+        // this is the first or the second chance. Pass the signal on (or
+        // not, by the handling status) at once: the hot path of a program
+        // that takes many signals.
+        if m.break_status == BreakStatus::Ignore
+            && m.cmd1.is_none()
+            && m.cmd2.is_none()
+            && !self.jit_second_chance_next
+        {
+            let sig = if m.handling == Handling::Handled {
+                0
+            } else {
+                si.signo()
+            };
+            if let Some(l) = self.live() {
+                l.resume_thread(tid, sig)?;
+            }
+            return Ok(false);
+        }
+        let fatal = self.live().is_some_and(|l| l.would_kill(pid, si.signo()));
         let second = fatal && std::mem::take(&mut self.jit_second_chance_next);
         if fatal {
             self.jit_second_chance_next = false;
