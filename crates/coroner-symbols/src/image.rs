@@ -1068,13 +1068,19 @@ mod tests {
             img.lookup(&hit.raw_name).first().map(|h| h.address),
             Some(f)
         );
+        // In an optimised build the first instruction may belong to an
+        // inlined callee (`wrapping_mul`), whose line is in core; the
+        // outermost frame is still ours, at a line of this file.
         let (file, line) = img.line_at(f).expect("line of our own function");
-        assert!(file.ends_with("image.rs"), "{file}");
-        assert!(line > 0);
+        assert!(line > 0, "{file}:{line}");
         let frames = img.frames_at(f);
-        assert!(frames
-            .first()
-            .is_some_and(|c| c.function.ends_with("image_marker")));
+        let outer = frames.first().expect("frames of our own function");
+        assert!(outer.function.ends_with("image_marker"), "{frames:?}");
+        assert!(
+            file.ends_with("image.rs")
+                || outer.file.as_deref().is_some_and(|f| f.ends_with("image.rs")),
+            "{file} / {frames:?}"
+        );
         assert!(img
             .symbols()
             .windows(2)
