@@ -1078,7 +1078,10 @@ mod tests {
         assert!(outer.function.ends_with("image_marker"), "{frames:?}");
         assert!(
             file.ends_with("image.rs")
-                || outer.file.as_deref().is_some_and(|f| f.ends_with("image.rs")),
+                || outer
+                    .file
+                    .as_deref()
+                    .is_some_and(|f| f.ends_with("image.rs")),
             "{file} / {frames:?}"
         );
         assert!(img
