@@ -90,7 +90,9 @@ pub fn live_main_wait(depth: u32, ready: &str) -> u64 {
         black_box(live_main_wait(black_box(depth + 1), ready)) ^ u64::from(depth)
     } else {
         say(ready);
-        live_main_read_stdin()
+        // Not a tail call: the deepest `live_main_wait` frame stays on the
+        // stack under `live_main_read_stdin`.
+        black_box(live_main_read_stdin()) ^ u64::from(depth)
     }
 }
 
