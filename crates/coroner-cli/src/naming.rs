@@ -25,33 +25,16 @@ pub fn sanitize_component(raw: &[u8]) -> String {
 
 /// `YYMMDD_HHMMSS` in UTC for seconds since the epoch.
 pub fn yymmdd_hhmmss(epoch_secs: u64) -> String {
-    let days = (epoch_secs / 86_400) as i64;
-    let rem = epoch_secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let t = coroner_types::time::UtcTime::from_epoch(epoch_secs);
     format!(
         "{:02}{:02}{:02}_{:02}{:02}{:02}",
-        y.rem_euclid(100),
-        m,
-        d,
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        t.year.rem_euclid(100),
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
-/// calendar (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 pub fn now_epoch() -> u64 {

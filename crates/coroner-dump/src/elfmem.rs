@@ -184,6 +184,9 @@ pub struct LinkMap {
 /// The dynamic linker's debug rendezvous (`struct r_debug`) of the target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DsoDebug {
+    /// Address of `struct r_debug` itself (`DT_DEBUG`'s value); its
+    /// `r_state` (offset 24) says whether the list is consistent.
+    pub addr: u64,
     pub version: u32,
     pub brk: u64,
     pub ldbase: u64,
@@ -276,6 +279,7 @@ pub fn read_dso_debug(
         maps.push(LinkMap { addr, name, ld });
     }
     Ok(DsoDebug {
+        addr: r_debug,
         version,
         brk,
         ldbase,

@@ -31,6 +31,24 @@ pub fn crash_context_from_jit_block(
     mem: &dyn MemorySource,
     addr: u64,
 ) -> Result<CrashContext, DumpError> {
+    let info = read_jit_block(mem, addr)?;
+    let mut si = [0u8; 128];
+    mem.read_exact(info.siginfo, &mut si)
+        .map_err(|source| DumpError::JitContext {
+            what: "siginfo_t",
+            addr: info.siginfo,
+            source,
+        })?;
+    Ok(CrashContext {
+        tid: Tid(info.tid as i32),
+        siginfo: SigInfo::from_bytes(&si),
+        regs: context_from_ucontext(mem, info.ucontext)?,
+    })
+}
+
+/// Read and check the 40-byte `JIT_DEBUG_INFO` block at `addr` (an x86-64
+/// block: other machines are refused).
+pub fn read_jit_block(mem: &dyn MemorySource, addr: u64) -> Result<LinuxJitDebugInfo, DumpError> {
     let mut block = [0u8; JIT_DEBUG_INFO_SIZE];
     mem.read_exact(addr, &mut block)
         .map_err(|source| DumpError::JitRead { addr, source })?;
@@ -42,21 +60,19 @@ pub fn crash_context_from_jit_block(
             machine: info.machine,
         });
     }
+    Ok(info)
+}
 
-    let mut si = [0u8; 128];
-    mem.read_exact(info.siginfo, &mut si)
-        .map_err(|source| DumpError::JitContext {
-            what: "siginfo_t",
-            addr: info.siginfo,
-            source,
-        })?;
-
-    let gregs_addr = info.ucontext.wrapping_add(UC_MCONTEXT_GREGS);
+/// The registers saved in the x86-64 `ucontext_t` at `addr`: the general
+/// registers of `uc_mcontext`, and the FXSAVE (and XSAVE) image its
+/// `fpregs` pointer names, when it names one.
+pub fn context_from_ucontext(mem: &dyn MemorySource, addr: u64) -> Result<ThreadRegs, DumpError> {
+    let gregs_addr = addr.wrapping_add(UC_MCONTEXT_GREGS);
     let mut g = [0u8; 23 * 8 + 8];
     mem.read_exact(gregs_addr, &mut g)
         .map_err(|source| DumpError::JitContext {
             what: "ucontext_t",
-            addr: info.ucontext,
+            addr,
             source,
         })?;
     let mut gregs = [0u64; 23];
@@ -84,12 +100,7 @@ pub fn crash_context_from_jit_block(
         let xstate = read_xstate(mem, fpregs, &fx);
         (Some(fx), xstate)
     };
-
-    Ok(CrashContext {
-        tid: Tid(info.tid as i32),
-        siginfo: SigInfo::from_bytes(&si),
-        regs: ThreadRegs { gp, fp, xstate },
-    })
+    Ok(ThreadRegs { gp, fp, xstate })
 }
 
 /// The XSAVE area after the FXSAVE image, when the kernel marked it there.

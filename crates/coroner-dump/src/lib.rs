@@ -128,8 +128,9 @@ pub enum DumpError {
     /// The block is for another architecture.
     #[error("JIT_DEBUG_INFO block at {addr:#x} is for ELF machine {machine}, only x86-64 (62) is supported")]
     JitMachine { addr: u64, machine: u32 },
-    /// The siginfo, ucontext or FP state the block points to is unreadable.
-    #[error("cannot read the {what} at {addr:#x} named by the JIT_DEBUG_INFO block")]
+    /// A siginfo, ucontext or FP state (named by a JIT block, or given to
+    /// `.cxr`) is unreadable.
+    #[error("cannot read the {what} at {addr:#x}")]
     JitContext {
         what: &'static str,
         addr: u64,

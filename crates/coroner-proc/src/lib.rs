@@ -19,4 +19,4 @@ pub use attach::Attached;
 pub use error::{ParseError, ProcError};
 pub use memory::{ProcessMemory, MAX_RW_COUNT};
 pub use procfs::ProcStatus;
-pub use snapshot::{LinuxFiles, MemorySource, ProcessSnapshot, ThreadSnapshot};
+pub use snapshot::{auxv_value, LinuxFiles, MemorySource, ProcessSnapshot, ThreadSnapshot};

@@ -59,8 +59,10 @@ impl ProcessMemory {
         })
     }
 
-    /// Without the existence check (for [`crate::Attached::adopt`]).
-    pub(crate) fn unchecked(pid: Pid) -> ProcessMemory {
+    /// Without the existence check, for callers that already hold the
+    /// process (a tracer, [`crate::Attached::adopt`]): reads of a process
+    /// that is gone fail with ESRCH.
+    pub fn unchecked(pid: Pid) -> ProcessMemory {
         ProcessMemory {
             pid,
             max_per_call: MAX_RW_COUNT,

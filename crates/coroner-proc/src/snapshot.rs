@@ -65,14 +65,20 @@ impl ProcessSnapshot {
 
     /// The value of an auxv entry (`AT_ENTRY` = 9, `AT_PHDR` = 3, ...).
     pub fn auxv_value(&self, key: u64) -> Option<u64> {
-        self.auxv.chunks_exact(16).find_map(|c| {
-            let mut k = [0u8; 8];
-            let mut v = [0u8; 8];
-            k.copy_from_slice(&c[..8]);
-            v.copy_from_slice(&c[8..]);
-            (u64::from_ne_bytes(k) == key).then(|| u64::from_ne_bytes(v))
-        })
+        auxv_value(&self.auxv, key)
     }
+}
+
+/// The value of entry `key` in a raw auxv (`/proc/PID/auxv`: pairs of
+/// native-endian u64).
+pub fn auxv_value(auxv: &[u8], key: u64) -> Option<u64> {
+    auxv.chunks_exact(16).find_map(|c| {
+        let mut k = [0u8; 8];
+        let mut v = [0u8; 8];
+        k.copy_from_slice(&c[..8]);
+        v.copy_from_slice(&c[8..]);
+        (u64::from_ne_bytes(k) == key).then(|| u64::from_ne_bytes(v))
+    })
 }
 
 /// Random access to the target's memory.

@@ -64,10 +64,43 @@ fn bit(sig: i32) -> u64 {
     }
 }
 
-/// Would delivering `si` kill the process with a core dump (a crash)?
-pub fn is_fatal_crash(si: &SigInfo, disp: Dispositions) -> bool {
+impl Dispositions {
+    /// The dispositions of `pid` now (`SigCgt`, `SigIgn` of its status).
+    /// When they cannot be read, every signal counts as caught, so that a
+    /// program that might handle its own fault is never treated as dying.
+    pub fn read(pid: Pid) -> Dispositions {
+        match procfs::read_status(pid) {
+            Ok(s) => Dispositions {
+                caught: s.sig_cgt,
+                ignored: s.sig_ign,
+            },
+            Err(_) => Dispositions {
+                caught: u64::MAX,
+                ignored: 0,
+            },
+        }
+    }
+}
+
+/// Signals whose default action is not to end the process.
+const NON_FATAL_DEFAULTS: [i32; 8] = [
+    libc::SIGCHLD,
+    libc::SIGCONT,
+    libc::SIGURG,
+    libc::SIGWINCH,
+    libc::SIGSTOP,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
+/// Would delivering `si` end the process (with or without a core)? This
+/// is the second chance: no handler, and either not ignored or a
+/// synchronous fault (the kernel forces those to the default action even
+/// when ignored), and a default action that terminates.
+pub fn would_kill(si: &SigInfo, disp: Dispositions) -> bool {
     let sig = si.signo();
-    if !CORE_SIGNALS.contains(&sig) {
+    if !(1..=64).contains(&sig) || NON_FATAL_DEFAULTS.contains(&sig) {
         return false;
     }
     if disp.caught & bit(sig) != 0 {
@@ -75,8 +108,77 @@ pub fn is_fatal_crash(si: &SigInfo, disp: Dispositions) -> bool {
     }
     // A synchronous fault that is ignored is still forced to the default
     // action by the kernel; an ignored asynchronous signal is discarded.
-    let synchronous = si.code() > 0 && sig != libc::SIGQUIT;
+    let synchronous = si.code() > 0 && CORE_SIGNALS.contains(&sig) && sig != libc::SIGQUIT;
     synchronous || disp.ignored & bit(sig) == 0
+}
+
+/// Would delivering `si` kill the process with a core dump (a crash)?
+pub fn is_fatal_crash(si: &SigInfo, disp: Dispositions) -> bool {
+    CORE_SIGNALS.contains(&si.signo()) && would_kill(si, disp)
+}
+
+/// Trace every thread of `pid` with `PTRACE_SEIZE` (`options`), without
+/// stopping them, until the task list holds no thread we do not trace (new
+/// threads of seized threads are traced automatically with
+/// `PTRACE_O_TRACECLONE`). Refuses a process another tracer holds. On any
+/// error the threads seized so far are detached again: a process is never
+/// left half-traced.
+pub fn seize_threads(pid: Pid, options: u32) -> Result<Vec<Tid>, ProcError> {
+    let status = procfs::read_status(pid)?;
+    if status.tracer_pid.0 != 0 {
+        let tracer_name = procfs::comm(status.tracer_pid)
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or_else(|_| "?".into());
+        return Err(ProcError::AlreadyTraced {
+            pid,
+            tracer: status.tracer_pid,
+            tracer_name,
+        });
+    }
+    let mut traced: Vec<Tid> = Vec::new();
+    let undo = |traced: &[Tid], e: ProcError| {
+        for &t in traced {
+            let _ = ptrace::detach(t, 0);
+        }
+        Err(e)
+    };
+    loop {
+        let mut new = false;
+        let tasks = match procfs::list_tasks(pid) {
+            Ok(t) => t,
+            Err(e) => return undo(&traced, e),
+        };
+        for tid in tasks {
+            if traced.contains(&tid) {
+                continue;
+            }
+            match ptrace::seize(tid, options) {
+                Ok(()) => {
+                    traced.push(tid);
+                    new = true;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    return undo(
+                        &traced,
+                        ProcError::PermissionDenied {
+                            pid,
+                            tid,
+                            source: e,
+                        },
+                    )
+                }
+                Err(e) => return undo(&traced, ptrace_err("SEIZE", pid, tid, e)),
+            }
+        }
+        if !new {
+            break;
+        }
+    }
+    if traced.is_empty() {
+        return Err(ProcError::NoThreads { pid });
+    }
+    Ok(traced)
 }
 
 /// What ended a [`Watch::wait_for_crash`].
@@ -143,57 +245,15 @@ impl Watch {
 
     /// Trace every thread of a running process without stopping it.
     pub fn attach(pid: Pid) -> Result<Watch, ProcError> {
-        let status = procfs::read_status(pid)?;
-        if status.tracer_pid.0 != 0 {
-            let tracer_name = procfs::comm(status.tracer_pid)
-                .map(|c| String::from_utf8_lossy(&c).into_owned())
-                .unwrap_or_else(|_| "?".into());
-            return Err(ProcError::AlreadyTraced {
-                pid,
-                tracer: status.tracer_pid,
-                tracer_name,
-            });
-        }
-        let mut w = Watch {
+        let traced = seize_threads(pid, OPTIONS)?.into_iter().collect();
+        Ok(Watch {
             pid,
-            traced: BTreeSet::new(),
+            traced,
             pending: BTreeMap::new(),
             stopped: BTreeSet::new(),
             launched: false,
             done: false,
-        };
-        // New threads of seized threads are traced automatically
-        // (TRACECLONE); loop until the task list holds no stranger.
-        loop {
-            let mut new = false;
-            for tid in procfs::list_tasks(pid)? {
-                if w.traced.contains(&tid) {
-                    continue;
-                }
-                match ptrace::seize(tid, OPTIONS) {
-                    Ok(()) => {
-                        w.traced.insert(tid);
-                        new = true;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                        return Err(ProcError::PermissionDenied {
-                            pid,
-                            tid,
-                            source: e,
-                        })
-                    }
-                    Err(e) => return Err(ptrace_err("SEIZE", pid, tid, e)),
-                }
-            }
-            if !new {
-                break;
-            }
-        }
-        if w.traced.is_empty() {
-            return Err(ProcError::NoThreads { pid });
-        }
-        Ok(w)
+        })
     }
 
     pub fn pid(&self) -> Pid {
@@ -201,18 +261,7 @@ impl Watch {
     }
 
     fn disposition(&self) -> Dispositions {
-        match procfs::read_status(self.pid) {
-            Ok(s) => Dispositions {
-                caught: s.sig_cgt,
-                ignored: s.sig_ign,
-            },
-            // Unknown: assume a handler exists, so we never stop a program
-            // that might have handled its own fault.
-            Err(_) => Dispositions {
-                caught: u64::MAX,
-                ignored: 0,
-            },
-        }
+        Dispositions::read(self.pid)
     }
 
     /// Run the process, passing every signal on, until a signal is about to

@@ -13,6 +13,7 @@ pub mod maps;
 pub mod regs;
 pub mod siginfo;
 pub mod signal;
+pub mod time;
 
 pub use addr::{Pid, RuntimeAddr, Tid};
 pub use jit::LinuxJitDebugInfo;
