@@ -20,7 +20,7 @@ use crate::session::{frame_regs, kind_name, Session, SessionEnd, TargetBox};
 use crate::target::TargetKind;
 use crate::wildcard::Pattern;
 use coroner_dump::{DumpFormat, DumpLevel, DumpOptions, NoProgress};
-use coroner_types::{CrashContext, LinuxJitDebugInfo, SigInfo, ThreadRegs, Tid, UserRegs};
+use coroner_types::{CrashContext, SigInfo, ThreadRegs, Tid, UserRegs};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -364,12 +364,7 @@ impl Session<'_> {
     }
 
     fn show_regs_and_instruction(&mut self) -> Result<(), String> {
-        let r = self.current_regs().map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            format::registers(&r),
-            self.current_instruction(r.rip)
-        );
+        let text = self.context_text().map_err(|e| e.to_string())?;
         self.say(&text);
         Ok(())
     }
@@ -560,34 +555,20 @@ impl Session<'_> {
         Ok(SigInfo::from_bytes(&b))
     }
 
+    /// The general registers of the `ucontext_t` at `addr` (`.cxr`).
     fn read_ucontext(&self, addr: u64) -> Result<UserRegs, String> {
         let t = self.target().ok_or("no target")?;
-        let mut g = [0u8; 23 * 8];
-        if t.read(addr.wrapping_add(40), &mut g) != g.len() {
-            return Err(format!("Cannot read the ucontext_t at {}", fmt_addr(addr)));
-        }
-        let mut gregs = [0u64; 23];
-        for (i, w) in gregs.iter_mut().enumerate() {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&g[i * 8..i * 8 + 8]);
-            *w = u64::from_le_bytes(b);
-        }
-        Ok(UserRegs::from_mcontext_gregs(&gregs))
+        coroner_dump::jit::context_from_ucontext(t.memory(), addr)
+            .map(|r| r.gp)
+            .map_err(|e| e.to_string())
     }
 
     /// `.jdinfo ADDR`: the JIT block's thread, exception record and
     /// context, then make that context current.
     fn jdinfo(&mut self, addr: u64) -> Result<(), String> {
         let t = self.target().ok_or("no target")?;
-        let mut b = [0u8; 40];
-        if t.read(addr, &mut b) != 40 {
-            return Err(format!(
-                "Cannot read the JIT_DEBUG_INFO at {}",
-                fmt_addr(addr)
-            ));
-        }
-        let info = LinuxJitDebugInfo::parse(&b)
-            .map_err(|e| format!("{} is not a JIT_DEBUG_INFO: {e}", fmt_addr(addr)))?;
+        let info =
+            coroner_dump::jit::read_jit_block(t.memory(), addr).map_err(|e| e.to_string())?;
         let tid = Tid(info.tid as i32);
         let si = self.read_siginfo(info.siginfo)?;
         let ctx = self.read_ucontext(info.ucontext)?;
@@ -1182,7 +1163,7 @@ fn unique_name(path: &std::path::Path, pid: u32) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, mo, d, h, mi, s) = civil(secs);
+    let t = coroner_types::time::UtcTime::from_epoch(secs);
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -1191,31 +1172,11 @@ fn unique_name(path: &std::path::Path, pid: u32) -> PathBuf {
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    let name = format!("{stem}_{pid}_{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}{ext}");
+    let name = format!(
+        "{stem}_{pid}_{:04}{:02}{:02}-{:02}{:02}{:02}{ext}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    );
     path.with_file_name(name)
-}
-
-/// Seconds since the epoch → UTC date and time.
-fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        (rem % 3600 / 60) as u32,
-        (rem % 60) as u32,
-    )
 }
 
 const HELP: &str =
@@ -1233,8 +1194,6 @@ mod tests {
 
     #[test]
     fn unique_names_carry_pid_and_utc_time() {
-        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil(1_700_000_000), (2023, 11, 14, 22, 13, 20));
         let p = unique_name(std::path::Path::new("dir/AeDebug.dmp"), 42);
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         assert!(

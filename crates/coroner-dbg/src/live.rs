@@ -26,11 +26,12 @@
 //! file mappings.
 
 use crate::target::{
-    escape_name, modules_of, ExceptionInfo, Module, Target, TargetError, TargetKind, ThreadInfo,
+    escape_name, modules_of, read_available, ExceptionInfo, Module, NoMemory, Target, TargetError,
+    TargetKind, ThreadInfo,
 };
 use coroner_dump::elfmem::read_dso_debug;
 use coroner_proc::procfs;
-use coroner_proc::{MemorySource, ProcError, ProcessMemory, ProcessSnapshot};
+use coroner_proc::{auxv_value, MemorySource, ProcError, ProcessMemory, ProcessSnapshot};
 use coroner_sys::ptrace;
 use coroner_sys::wait::{self, WaitStatus};
 use coroner_types::{Pid, SigInfo, Tid, UserRegs};
@@ -171,8 +172,6 @@ pub enum LiveError {
     },
     #[error("waiting for the target: {0}")]
     Wait(#[source] io::Error),
-    #[error("process {pid} is already traced by {tracer}")]
-    AlreadyTraced { pid: i32, tracer: i32 },
     #[error("break-in timed out after {secs} s: thread(s) {tids:?} did not stop")]
     BreakInTimeout { secs: u64, tids: Vec<i32> },
     #[error("cannot write memory at {addr:#x} of process {pid}: {source}")]
@@ -259,18 +258,10 @@ impl Process {
         Process {
             pid,
             threads: BTreeMap::new(),
-            mem: ProcessMemory::new(pid).unwrap_or_else(|_| {
-                ProcessMemory::with_max_per_call(pid, 1).unwrap_or_else(|_| {
-                    // The process vanished between the event and now;
-                    // reads fail, which every caller handles.
-                    ProcessMemory::new(Pid(1)).expect("/proc/1 exists")
-                })
-            }),
-            mem_rw: OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(format!("/proc/{}/mem", pid.0))
-                .ok(),
+            // We trace it: if it vanished meanwhile, reads fail, which
+            // every caller handles.
+            mem: ProcessMemory::unchecked(pid),
+            mem_rw: open_mem_rw(pid),
             inserted: BTreeMap::new(),
             internal: Vec::new(),
             modules: Vec::new(),
@@ -316,16 +307,7 @@ impl Process {
 
     /// Read memory as the program sees it, without our `int3` bytes.
     fn read_clean(&self, addr: u64, buf: &mut [u8]) -> usize {
-        let mut done = 0;
-        while done < buf.len() {
-            match self
-                .mem
-                .read(addr.wrapping_add(done as u64), &mut buf[done..])
-            {
-                Ok(0) | Err(_) => break,
-                Ok(n) => done += n,
-            }
-        }
+        let done = read_available(&self.mem, addr, buf);
         let end = addr.saturating_add(done as u64);
         for (&a, &orig) in self.inserted.range(addr..end) {
             buf[(a - addr) as usize] = orig;
@@ -403,7 +385,6 @@ pub struct Live {
     user_step: Option<Tid>,
     /// Threads → pid.
     owner: BTreeMap<Tid, Pid>,
-    output_readers: Vec<std::thread::JoinHandle<()>>,
     /// Output readers that have not reached end of file.
     readers_open: usize,
     /// Break-in timeout (`-pt`).
@@ -428,7 +409,6 @@ impl Live {
             last_exception: None,
             user_step: None,
             owner: BTreeMap::new(),
-            output_readers: Vec::new(),
             readers_open: 0,
             break_timeout: Duration::from_secs(30),
         }
@@ -514,45 +494,12 @@ impl Live {
     /// [`Event::InitialBreakpoint`], after a [`Event::ModuleLoaded`] for
     /// each module.
     pub fn attach(pid: Pid, stop: bool) -> Result<Live, LiveError> {
-        let status = procfs::read_status(pid)?;
-        if status.tracer_pid.0 != 0 {
-            return Err(LiveError::AlreadyTraced {
-                pid: pid.0,
-                tracer: status.tracer_pid.0,
-            });
-        }
+        let tids = coroner_proc::watch::seize_threads(pid, OPTIONS)?;
         let mut live = Live::new(pid, false);
         let mut p = Process::new(pid);
-        loop {
-            let mut new = false;
-            for tid in procfs::list_tasks(pid)? {
-                if p.threads.contains_key(&tid) {
-                    continue;
-                }
-                match ptrace::seize(tid, OPTIONS) {
-                    Ok(()) => {
-                        p.threads.insert(tid, ThreadState::default());
-                        live.owner.insert(tid, pid);
-                        new = true;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                        // Undo what we did: never leave a half-traced process.
-                        for &t in p.threads.keys() {
-                            let _ = ptrace::detach(t, 0);
-                        }
-                        return Err(LiveError::Proc(ProcError::PermissionDenied {
-                            pid,
-                            tid,
-                            source: e,
-                        }));
-                    }
-                    Err(e) => return Err(pt("SEIZE", pid, tid)(e)),
-                }
-            }
-            if !new {
-                break;
-            }
+        for tid in tids {
+            p.threads.insert(tid, ThreadState::default());
+            live.owner.insert(tid, pid);
         }
         live.procs.insert(pid, p);
         live.start_waiter();
@@ -594,7 +541,8 @@ impl Live {
     fn read_output(&mut self, pid: Pid, stream: Stream, src: impl io::Read + Send + 'static) {
         let tx = self.tx.clone();
         self.readers_open += 1;
-        self.output_readers.push(std::thread::spawn(move || {
+        // Detached: it ends at end of file, counted by `readers_open`.
+        std::thread::spawn(move || {
             let mut r = BufReader::new(src);
             let mut line = Vec::new();
             loop {
@@ -615,32 +563,30 @@ impl Live {
                     }
                 }
             }
-        }));
+        });
     }
 
     /// Wait for the output readers to reach end of file (the program is
     /// gone) and queue every line they read.
     fn drain_output(&mut self) {
-        self.output_readers.clear();
-        let mut open = std::mem::take(&mut self.readers_open);
         let mut statuses = Vec::new();
         // A process the program started may keep the pipes open: wait a
         // little for end of file, never forever.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while open > 0 {
+        while self.readers_open > 0 {
             match self
                 .rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
-                Ok(Msg::Output(pid, stream, line)) => {
-                    self.pending.push_back(Event::Output { pid, stream, line })
+                Ok(msg) => {
+                    if let Some(Ok(Some(status))) = self.absorb(msg) {
+                        statuses.push(status);
+                    }
                 }
-                Ok(Msg::OutputDone) => open -= 1,
-                Ok(Msg::Wait(t, s)) => statuses.push((t, s)),
-                Ok(Msg::WaitError(_)) => {}
                 Err(_) => break,
             }
         }
+        self.readers_open = 0;
         self.queued.extend(statuses);
     }
 
@@ -657,21 +603,9 @@ impl Live {
         // tens of microseconds, more than a typical signal round trip.
         let spin_until = Instant::now() + SPIN;
         loop {
-            if Instant::now() < spin_until {
+            let msg = if Instant::now() < spin_until {
                 match self.rx.try_recv() {
-                    Ok(Msg::Wait(t, s)) => return Ok(Some((t, s))),
-                    Ok(Msg::Output(pid, stream, line)) => {
-                        self.pending.push_back(Event::Output { pid, stream, line });
-                        continue;
-                    }
-                    Ok(Msg::OutputDone) => {
-                        self.readers_open = self.readers_open.saturating_sub(1);
-                        continue;
-                    }
-                    Ok(Msg::WaitError(e)) if e.raw_os_error() == Some(libc::ECHILD) => {
-                        return Ok(None)
-                    }
-                    Ok(Msg::WaitError(e)) => return Err(LiveError::Wait(e)),
+                    Ok(m) => m,
                     Err(_) => {
                         // Yield rather than spin: on a busy or single CPU
                         // the tracee may need this very CPU to reach its
@@ -680,30 +614,44 @@ impl Live {
                         continue;
                     }
                 }
-            }
-            let msg = match deadline {
-                None => match self.rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => return Ok(None),
-                },
-                Some(d) => match self
-                    .rx
-                    .recv_timeout(d.saturating_duration_since(Instant::now()))
-                {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => return Ok(None),
-                    Err(RecvTimeoutError::Disconnected) => return Ok(None),
-                },
-            };
-            match msg {
-                Msg::Wait(t, s) => return Ok(Some((t, s))),
-                Msg::Output(pid, stream, line) => {
-                    self.pending.push_back(Event::Output { pid, stream, line })
+            } else {
+                match deadline {
+                    None => match self.rx.recv() {
+                        Ok(m) => m,
+                        Err(_) => return Ok(None),
+                    },
+                    Some(d) => match self
+                        .rx
+                        .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(m) => m,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                            return Ok(None)
+                        }
+                    },
                 }
-                Msg::OutputDone => self.readers_open = self.readers_open.saturating_sub(1),
-                Msg::WaitError(e) if e.raw_os_error() == Some(libc::ECHILD) => return Ok(None),
-                Msg::WaitError(e) => return Err(LiveError::Wait(e)),
+            };
+            if let Some(status) = self.absorb(msg) {
+                return status;
             }
+        }
+    }
+
+    /// Take an output message into the pending events (or the count of
+    /// open readers) and return `None`; hand a wait message back.
+    fn absorb(&mut self, msg: Msg) -> Option<Result<Option<(Tid, WaitStatus)>, LiveError>> {
+        match msg {
+            Msg::Wait(t, s) => Some(Ok(Some((t, s)))),
+            Msg::Output(pid, stream, line) => {
+                self.pending.push_back(Event::Output { pid, stream, line });
+                None
+            }
+            Msg::OutputDone => {
+                self.readers_open = self.readers_open.saturating_sub(1);
+                None
+            }
+            Msg::WaitError(e) if e.raw_os_error() == Some(libc::ECHILD) => Some(Ok(None)),
+            Msg::WaitError(e) => Some(Err(LiveError::Wait(e))),
         }
     }
 
@@ -869,49 +817,30 @@ impl Live {
                 self.claim_early_stop(ctid);
                 // Wait for the child's first stop, then keep or release it.
                 self.wait_for_stop(ctid)?;
-                if !self.debug_children {
-                    let vfork = event == ptrace::PTRACE_EVENT_VFORK;
-                    if let Some(c) = self.procs.get_mut(&child) {
-                        // A fork child has copies of our int3 bytes; a vfork
-                        // child shares the parent's memory, so leave it.
-                        if !vfork {
-                            let parent_bytes: Vec<(u64, u8)> = self
-                                .procs
-                                .get(&pid)
-                                .map(|pp| pp.inserted.iter().map(|(a, b)| (*a, *b)).collect())
-                                .unwrap_or_default();
-                            if let Some(c) = self.procs.get(&child) {
-                                for (a, b) in parent_bytes {
-                                    let _ = c.write_bytes(a, &[b]);
-                                }
-                            }
-                        } else {
-                            c.inserted.clear();
+                // Breakpoints belong to the first process. A fork child has
+                // copies of its int3 bytes: give it the original bytes back.
+                // A vfork child shares the parent's memory, so it is left.
+                if event == ptrace::PTRACE_EVENT_FORK {
+                    let parent_bytes: Vec<(u64, u8)> = self
+                        .procs
+                        .get(&pid)
+                        .map(|pp| pp.inserted.iter().map(|(a, b)| (*a, *b)).collect())
+                        .unwrap_or_default();
+                    if let Some(c) = self.procs.get(&child) {
+                        for (a, b) in parent_bytes {
+                            let _ = c.write_bytes(a, &[b]);
                         }
                     }
-                    let _ = ptrace::detach(ctid, 0);
-                    self.procs.remove(&child);
-                    self.owner.remove(&ctid);
-                } else {
-                    // The child keeps the parent's int3 bytes (fork copies
-                    // them); record them so they are restored and stepped
-                    // over like the parent's.
-                    if event == ptrace::PTRACE_EVENT_FORK {
-                        let inherited: BTreeMap<u64, u8> = self
-                            .procs
-                            .get(&pid)
-                            .map(|pp| pp.inserted.clone())
-                            .unwrap_or_default();
-                        if let Some(c) = self.procs.get_mut(&child) {
-                            for (a, b) in inherited {
-                                let _ = c.write_bytes(a, &[b]);
-                            }
-                        }
-                    }
+                }
+                if self.debug_children {
                     ptrace::cont(ctid, 0).map_err(pt("CONT", child, ctid))?;
                     if let Some(t) = self.thread_mut(ctid) {
                         t.stop = None;
                     }
+                } else {
+                    let _ = ptrace::detach(ctid, 0);
+                    self.procs.remove(&child);
+                    self.owner.remove(&ctid);
                 }
                 self.resume_thread(tid, 0)?;
                 Ok(None)
@@ -927,11 +856,7 @@ impl Live {
                     p.modules.clear();
                     p.r_debug = None;
                     p.child_of = None;
-                    p.mem_rw = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open(format!("/proc/{}/mem", pid.0))
-                        .ok();
+                    p.mem_rw = open_mem_rw(pid);
                     let others: Vec<Tid> =
                         p.threads.keys().copied().filter(|t| t.0 != pid.0).collect();
                     for t in others {
@@ -1120,15 +1045,7 @@ impl Live {
         if dso.brk == 0 {
             return;
         }
-        // r_debug's address: DT_DEBUG of the executable's dynamic section.
-        let mut r_debug = None;
-        for e in dso.dynamic_bytes.chunks_exact(16) {
-            let tag = u64::from_le_bytes(e[..8].try_into().unwrap_or([0; 8]));
-            if tag == 21 {
-                r_debug = Some(u64::from_le_bytes(e[8..].try_into().unwrap_or([0; 8])));
-            }
-        }
-        p.r_debug = r_debug;
+        p.r_debug = Some(dso.addr);
         if p.insert(dso.brk).is_ok() {
             p.internal.push((dso.brk, Internal::RBrk));
         }
@@ -1436,9 +1353,9 @@ impl Live {
         Ok(())
     }
 
-    /// Would delivering `sig` now kill process `pid`?
-    pub fn would_kill(&self, pid: Pid, sig: i32) -> bool {
-        would_kill(pid, sig)
+    /// Would delivering `si` now end process `pid` (its second chance)?
+    pub fn would_kill(&self, pid: Pid, si: &SigInfo) -> bool {
+        coroner_proc::watch::would_kill(si, coroner_proc::watch::Dispositions::read(pid))
     }
 
     /// Take every `int3` out of every process (before a dump or detach).
@@ -1477,17 +1394,12 @@ impl Live {
                 _ => None,
             })
             .collect();
-        let all: Vec<(Pid, Tid)> = self
-            .procs
-            .values()
-            .flat_map(|p| p.threads.keys().map(move |t| (p.pid, *t)))
-            .collect();
         if stopped {
             for p in self.procs.keys() {
                 let _ = coroner_sys::signal::kill(*p, libc::SIGSTOP);
             }
         }
-        for (_, t) in &all {
+        for t in self.owner.keys() {
             // A signal that arrived while we were stopping threads, and was
             // never reported, is delivered as it would have been.
             let s = if Some(*t) == tid {
@@ -1649,6 +1561,12 @@ impl Target for Live {
             source,
         })
     }
+    fn memory(&self) -> &dyn MemorySource {
+        match self.proc() {
+            Some(p) => &p.mem,
+            None => &NoMemory,
+        }
+    }
     fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
         self.proc().map(|p| p.read_clean(addr, buf)).unwrap_or(0)
     }
@@ -1660,39 +1578,12 @@ impl Target for Live {
     }
 }
 
-/// The value of an auxv entry.
-fn auxv_value(auxv: &[u8], key: u64) -> Option<u64> {
-    auxv.chunks_exact(16).find_map(|c| {
-        let k = u64::from_le_bytes(c[..8].try_into().ok()?);
-        let v = u64::from_le_bytes(c[8..].try_into().ok()?);
-        (k == key).then_some(v)
-    })
-}
-
-/// Would delivering `sig` to `pid` now end it? True when the program has
-/// no handler for it, does not ignore it, and its default action is to
-/// terminate (with or without a core). This is the second chance.
-pub fn would_kill(pid: Pid, sig: i32) -> bool {
-    if !(1..=64).contains(&sig) {
-        return false;
-    }
-    let default_terminates = !matches!(
-        sig,
-        libc::SIGCHLD
-            | libc::SIGCONT
-            | libc::SIGURG
-            | libc::SIGWINCH
-            | libc::SIGSTOP
-            | libc::SIGTSTP
-            | libc::SIGTTIN
-            | libc::SIGTTOU
-    );
-    if !default_terminates {
-        return false;
-    }
-    let Ok(st) = procfs::read_status(pid) else {
-        return false;
-    };
-    let bit = 1u64 << (sig - 1);
-    st.sig_cgt & bit == 0 && st.sig_ign & bit == 0
+/// `/proc/PID/mem` for writing breakpoint bytes (a tracer may write even
+/// read-only text: the kernel copies the page).
+fn open_mem_rw(pid: Pid) -> Option<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{}/mem", pid.0))
+        .ok()
 }

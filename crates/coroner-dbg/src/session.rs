@@ -160,8 +160,12 @@ impl<'o> Session<'o> {
                     "{:x}.{:x}: {} - code {:08x} ({})",
                     t.pid(),
                     e.tid.0,
-                    crate::filters::Filters::new()
-                        .exception(&exception_event(&e.siginfo, ExceptionHint::None, t.pid()))
+                    s.filters
+                        .exception(&ExceptionEvent::from_siginfo(
+                            &e.siginfo,
+                            t.pid() as i32,
+                            ExceptionHint::None
+                        ))
                         .text,
                     e.siginfo.signo(),
                     format::signal_words(&e.siginfo)
@@ -399,8 +403,6 @@ impl<'o> Session<'o> {
     /// Decide on one event: print what the filters say, run automatic
     /// commands, resume or break. Returns true at a break.
     fn handle_event(&mut self, ev: Event) -> Result<bool, LiveError> {
-        let pid = ev.stopped().map(|(p, _)| p);
-        let tid = ev.stopped().map(|(_, t)| t);
         match ev {
             Event::Output { line, stream, .. } => {
                 // The program's own output passes through unchanged; an
@@ -441,9 +443,9 @@ impl<'o> Session<'o> {
                 } else {
                     m.break_status
                 };
-                self.event_stop(pid, tid, text, status, m.cmd1.clone())
+                self.event_stop(tid, text, status, m.cmd1.clone())
             }
-            Event::ModuleLoaded { module, .. } => {
+            Event::ModuleLoaded { tid, module, .. } => {
                 let name = module.file_name().to_string();
                 let m = self
                     .filters
@@ -454,27 +456,15 @@ impl<'o> Session<'o> {
                     fmt_addr(module.end),
                     module.path
                 );
-                self.event_stop(
-                    pid.unwrap_or(Pid(0)),
-                    tid.unwrap_or(Tid(0)),
-                    text,
-                    m.break_status,
-                    m.cmd1.clone(),
-                )
+                self.event_stop(tid, text, m.break_status, m.cmd1.clone())
             }
-            Event::ModuleUnloaded { module, .. } => {
+            Event::ModuleUnloaded { tid, module, .. } => {
                 let name = module.file_name().to_string();
                 let m = self
                     .filters
                     .event(EventKind::UnloadModule, Some(&name), Some(module.base));
                 let text = format!("Unload module {} at {}", module.path, fmt_addr(module.base));
-                self.event_stop(
-                    pid.unwrap_or(Pid(0)),
-                    tid.unwrap_or(Tid(0)),
-                    text,
-                    m.break_status,
-                    m.cmd1.clone(),
-                )
+                self.event_stop(tid, text, m.break_status, m.cmd1.clone())
             }
             Event::ThreadCreated { pid, tid } => {
                 let m = self.filters.event(EventKind::CreateThread, None, None);
@@ -485,7 +475,7 @@ impl<'o> Session<'o> {
                     self.thread_index(tid),
                     tid.0
                 );
-                self.event_stop(pid, tid, text, m.break_status, m.cmd1.clone())
+                self.event_stop(tid, text, m.break_status, m.cmd1.clone())
             }
             Event::ThreadExited { pid, tid, code } => {
                 let m = self.filters.event(EventKind::ExitThread, None, None);
@@ -497,7 +487,7 @@ impl<'o> Session<'o> {
                     tid.0,
                     code
                 );
-                self.event_stop(pid, tid, text, m.break_status, m.cmd1.clone())
+                self.event_stop(tid, text, m.break_status, m.cmd1.clone())
             }
             Event::ProcessCreated { pid, name, .. } => {
                 let m = self
@@ -507,7 +497,7 @@ impl<'o> Session<'o> {
                 if let Some(l) = self.live() {
                     l.current = pid;
                 }
-                self.event_stop(pid, Tid(pid.0), text, m.break_status, m.cmd1.clone())
+                self.event_stop(Tid(pid.0), text, m.break_status, m.cmd1.clone())
             }
             Event::ProcessExiting { pid, tid, code } => {
                 let name = self
@@ -526,7 +516,7 @@ impl<'o> Session<'o> {
                     self.process_index(pid),
                     pid.0
                 );
-                self.event_stop(pid, tid, text, m.break_status, m.cmd1.clone())
+                self.event_stop(tid, text, m.break_status, m.cmd1.clone())
             }
             Event::ProcessExited { pid, .. } => {
                 if let Some(l) = self.live() {
@@ -541,15 +531,7 @@ impl<'o> Session<'o> {
                 self.tid = Some(tid);
                 self.event_tid = Some(tid);
                 self.context = None;
-                let regs = self.current_regs().ok();
-                if let Some(r) = regs {
-                    let text = format!(
-                        "{}{}",
-                        format::registers(&r),
-                        self.current_instruction(r.rip)
-                    );
-                    self.say(&text);
-                }
+                self.show_context();
                 self.last_event = Some(format!(
                     "{:x}.{:x}: Single step exception - code 80000004 (first chance)",
                     pid.0, tid.0
@@ -557,12 +539,7 @@ impl<'o> Session<'o> {
                 Ok(true)
             }
             Event::Breakpoint { pid, tid, id } => {
-                if let Some(l) = self.live() {
-                    l.stop_all()?;
-                }
-                self.tid = Some(tid);
-                self.event_tid = Some(tid);
-                self.context = None;
+                self.break_in(tid)?;
                 self.pending = Some(Pending {
                     tid,
                     signo: 0,
@@ -577,14 +554,7 @@ impl<'o> Session<'o> {
                     breakpoint: true,
                 });
                 self.say(&format!("Breakpoint {id} hit"));
-                if let Ok(r) = self.current_regs() {
-                    let text = format!(
-                        "{}{}",
-                        format::registers(&r),
-                        self.current_instruction(r.rip)
-                    );
-                    self.say(&text);
-                }
+                self.show_context();
                 self.last_event = Some(format!(
                     "{:x}.{:x}: Break instruction exception - code 80000003 (first chance)",
                     pid.0, tid.0
@@ -621,7 +591,6 @@ impl<'o> Session<'o> {
     /// asked. Returns true at a break.
     fn event_stop(
         &mut self,
-        pid: Pid,
         tid: Tid,
         text: String,
         status: BreakStatus,
@@ -631,19 +600,13 @@ impl<'o> Session<'o> {
         if status != BreakStatus::Ignore {
             self.say(&text);
         }
-        self.last_event = Some(text.trim_start_matches('(').to_string());
+        self.set_last_event(&text);
         if let Some(c) = cmd1 {
-            if self.stop_for_commands(pid, tid)? {
-                return self.run_auto_commands(&c);
-            }
+            self.break_in(tid)?;
+            return self.run_auto_commands(&c);
         }
         if brk {
-            if let Some(l) = self.live() {
-                l.stop_all()?;
-            }
-            self.tid = Some(tid);
-            self.event_tid = Some(tid);
-            self.context = None;
+            self.break_in(tid)?;
             self.pending = None;
             return Ok(true);
         }
@@ -653,19 +616,44 @@ impl<'o> Session<'o> {
         Ok(false)
     }
 
-    fn stop_for_commands(&mut self, _pid: Pid, tid: Tid) -> Result<bool, LiveError> {
+    /// Stop every thread and make `tid`, the event's thread, current.
+    fn break_in(&mut self, tid: Tid) -> Result<(), LiveError> {
         if let Some(l) = self.live() {
             l.stop_all()?;
         }
         self.tid = Some(tid);
         self.event_tid = Some(tid);
         self.context = None;
-        Ok(true)
+        Ok(())
+    }
+
+    /// `.lastevent`'s text from an event line: `(pid.tid): text` becomes
+    /// `pid.tid: text`.
+    fn set_last_event(&mut self, line: &str) {
+        self.last_event = Some(line.trim_start_matches('(').replacen("):", ":", 1));
+    }
+
+    /// The register block and current instruction of the current thread
+    /// (or saved context), as `r` prints them.
+    pub(crate) fn context_text(&self) -> Result<String, TargetError> {
+        let r = self.current_regs()?;
+        Ok(format!(
+            "{}{}",
+            format::registers(&r),
+            self.current_instruction(r.rip)
+        ))
+    }
+
+    /// Print [`Self::context_text`] if the registers can be read.
+    fn show_context(&mut self) {
+        if let Ok(text) = self.context_text() {
+            self.say(&text);
+        }
     }
 
     fn handle_signal(&mut self, pid: Pid, tid: Tid, si: SigInfo) -> Result<bool, LiveError> {
         let hint = self.hint_for(tid, &si);
-        let ev = exception_event(&si, hint, pid.0 as u32);
+        let ev = ExceptionEvent::from_siginfo(&si, pid.0, hint);
         let m = self.filters.exception(&ev);
         // `sxi` with no commands: nothing to print, run or decide, whether
         // this is the first or the second chance. Pass the signal on (or
@@ -686,11 +674,8 @@ impl<'o> Session<'o> {
             }
             return Ok(false);
         }
-        let fatal = self.live().is_some_and(|l| l.would_kill(pid, si.signo()));
+        let fatal = self.live().is_some_and(|l| l.would_kill(pid, &si));
         let second = fatal && std::mem::take(&mut self.jit_second_chance_next);
-        if fatal {
-            self.jit_second_chance_next = false;
-        }
         let regs = self
             .live()
             .and_then(|l| l.regs(tid).ok())
@@ -720,21 +705,11 @@ impl<'o> Session<'o> {
         if m.break_status != BreakStatus::Ignore {
             self.say(&line);
         }
-        self.last_event = Some(line.trim_start_matches('(').replacen("):", ":", 1));
+        self.set_last_event(&line);
         if brk {
-            if let Some(l) = self.live() {
-                l.stop_all()?;
-            }
-            self.tid = Some(tid);
-            self.event_tid = Some(tid);
-            self.context = None;
+            self.break_in(tid)?;
             self.say("First chance exceptions are reported before any exception handling.\nThis exception may be expected and handled.");
-            let text = format!(
-                "{}{}",
-                format::registers(&regs),
-                self.current_instruction(regs.rip)
-            );
-            self.say(&text);
+            self.show_context();
             self.pending = Some(pending);
             if let Some(c) = m.cmd1.clone() {
                 return self.run_auto_commands(&c);
@@ -743,7 +718,7 @@ impl<'o> Session<'o> {
         }
         self.pending = Some(pending.clone());
         if let Some(c) = m.cmd1.clone() {
-            self.stop_for_commands(pid, tid)?;
+            self.break_in(tid)?;
             return self.run_auto_commands(&c);
         }
         // Not breaking at the first chance: continue by the filter's
@@ -768,27 +743,15 @@ impl<'o> Session<'o> {
         if m.break_status != BreakStatus::Ignore {
             self.say(&line);
         }
-        self.last_event = Some(line.trim_start_matches('(').replacen("):", ":", 1));
+        self.set_last_event(&line);
         let mut p = pending;
         p.second_chance = true;
         self.pending = Some(p);
         if brk || m.cmd2.is_some() {
-            if let Some(l) = self.live() {
-                l.stop_all()?;
-            }
-            self.tid = Some(tid);
-            self.event_tid = Some(tid);
-            self.context = None;
+            self.break_in(tid)?;
         }
         if brk {
-            if let Ok(r) = self.current_regs() {
-                let text = format!(
-                    "{}{}",
-                    format::registers(&r),
-                    self.current_instruction(r.rip)
-                );
-                self.say(&text);
-            }
+            self.show_context();
         }
         if let Some(c) = m.cmd2.clone() {
             return self.run_auto_commands(&c);
@@ -891,16 +854,6 @@ impl<'o> Session<'o> {
             crate::exec::Flow::Go => false,
             crate::exec::Flow::Ended => false,
         })
-    }
-}
-
-/// The filter input for a signal.
-pub(crate) fn exception_event(si: &SigInfo, hint: ExceptionHint, self_pid: u32) -> ExceptionEvent {
-    ExceptionEvent {
-        signo: si.signo(),
-        code: si.code(),
-        sent_by_self: !si.is_from_kernel() && si.sender_pid() as u32 == self_pid,
-        hint,
     }
 }
 

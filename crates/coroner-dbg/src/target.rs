@@ -136,8 +136,14 @@ pub trait Target {
     /// Threads, thread-group leader (or the dump's order) first.
     fn threads(&self) -> Vec<ThreadInfo>;
     fn regs(&self, tid: Tid) -> Result<UserRegs, TargetError>;
+    /// The target's memory as the dump readers take it. On a live target
+    /// it still holds our breakpoint bytes: [`Target::read`] shows what the
+    /// program sees.
+    fn memory(&self) -> &dyn MemorySource;
     /// Read as much of `buf` as is readable from `addr`; returns the count.
-    fn read(&self, addr: u64, buf: &mut [u8]) -> usize;
+    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
+        read_available(self.memory(), addr, buf)
+    }
     fn modules(&self) -> Vec<Module>;
     /// The current (live) or recorded (dump) exception.
     fn exception(&self) -> Option<ExceptionInfo>;
@@ -146,6 +152,28 @@ pub trait Target {
     fn read_u64(&self, addr: u64) -> Option<u64> {
         let mut b = [0u8; 8];
         (self.read(addr, &mut b) == 8).then(|| u64::from_le_bytes(b))
+    }
+}
+
+/// Fill as much of `buf` as `mem` can from `addr` on; returns the count
+/// (the first unreadable byte ends it).
+pub fn read_available(mem: &dyn MemorySource, addr: u64, buf: &mut [u8]) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        match mem.read(addr.wrapping_add(done as u64), &mut buf[done..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => done += n,
+        }
+    }
+    done
+}
+
+/// Memory with nothing in it (a live target whose process is gone).
+pub struct NoMemory;
+
+impl MemorySource for NoMemory {
+    fn read(&self, _addr: u64, _buf: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
     }
 }
 
@@ -303,8 +331,12 @@ impl DumpTarget {
         }
 
         let mut modules = Vec::new();
+        let mut exe = String::new();
         match dump.get_stream::<MinidumpModuleList>() {
             Ok(list) => {
+                if let Some(m) = list.main_module() {
+                    exe = escape_name(m.code_file().as_bytes());
+                }
                 for m in list.iter() {
                     let build_id = m
                         .code_identifier()
@@ -368,24 +400,6 @@ impl DumpTarget {
         };
 
         let memory = MinidumpMemory::index(path, file).map_err(bad)?;
-        let exe = modules
-            .first()
-            .map(|m| m.path.clone())
-            .or_else(|| {
-                dump.get_stream::<MinidumpModuleList>().ok().and_then(|l| {
-                    l.main_module()
-                        .map(|m| escape_name(m.code_file().as_bytes()))
-                })
-            })
-            .unwrap_or_default();
-        let exe = dump
-            .get_stream::<MinidumpModuleList>()
-            .ok()
-            .and_then(|l| {
-                l.main_module()
-                    .map(|m| escape_name(m.code_file().as_bytes()))
-            })
-            .unwrap_or(exe);
         Ok(DumpTarget {
             kind: TargetKind::Minidump,
             path: path.to_path_buf(),
@@ -457,18 +471,8 @@ impl Target for DumpTarget {
             .ok_or(TargetError::NoThread { tid: tid.0 })?;
         regs.ok_or(TargetError::NoRegisters { tid: tid.0 })
     }
-    fn read(&self, addr: u64, buf: &mut [u8]) -> usize {
-        let mut done = 0;
-        while done < buf.len() {
-            match self
-                .memory
-                .read(addr.wrapping_add(done as u64), &mut buf[done..])
-            {
-                Ok(0) | Err(_) => break,
-                Ok(n) => done += n,
-            }
-        }
-        done
+    fn memory(&self) -> &dyn MemorySource {
+        self.memory.as_ref()
     }
     fn modules(&self) -> Vec<Module> {
         self.modules.clone()
