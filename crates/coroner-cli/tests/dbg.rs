@@ -218,6 +218,13 @@ fn thread_create_and_exit_events() {
         "thread list\n{t}"
     );
     assert!(t.contains("thread ran"), "{t}");
+    // `.lastevent` names the event as `pid.tid: text`.
+    let last = t
+        .lines()
+        .find(|l| l.starts_with("Last event: "))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(last.contains(": Exit thread 1:"), "{last}");
+    assert!(!last.contains("):"), "{last}");
 }
 
 #[test]

@@ -575,4 +575,40 @@ mod tests {
             none
         ));
     }
+
+    #[test]
+    fn second_chance_of_any_terminating_signal() {
+        let none = Dispositions::default();
+        let term = SigInfo::new_sent(libc::SIGTERM, 0, 1, 0);
+        // Fatal by default, not once caught or ignored.
+        assert!(would_kill(&term, none));
+        let caught = Dispositions {
+            caught: bit(libc::SIGTERM),
+            ignored: 0,
+        };
+        assert!(!would_kill(&term, caught));
+        let ignored = Dispositions {
+            caught: 0,
+            ignored: bit(libc::SIGTERM),
+        };
+        assert!(!would_kill(&term, ignored));
+        // Default actions that do not end the process.
+        assert!(!would_kill(
+            &SigInfo::new_sent(libc::SIGCHLD, 1, 1, 0),
+            none
+        ));
+        assert!(!would_kill(
+            &SigInfo::new_sent(libc::SIGWINCH, 0, 1, 0),
+            none
+        ));
+        // A synchronous fault kills even when ignored.
+        let fault = SigInfo::new_fault(libc::SIGSEGV, 1, 0);
+        let seg_ignored = Dispositions {
+            caught: 0,
+            ignored: bit(libc::SIGSEGV),
+        };
+        assert!(would_kill(&fault, seg_ignored));
+        // Not a signal number.
+        assert!(!would_kill(&SigInfo::new_sent(0, 0, 1, 0), none));
+    }
 }
