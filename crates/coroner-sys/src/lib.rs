@@ -8,6 +8,7 @@
 //!
 //! Must not: hold policy (what to attach, when to detach) or parse `/proc`.
 
+pub mod fs;
 pub mod mem;
 pub mod ptrace;
 pub mod signal;
