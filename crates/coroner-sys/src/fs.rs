@@ -295,7 +295,8 @@ mod tests {
         assert_eq!(s, "x");
         let (avail, total) = free_space(sub.as_fd()).unwrap();
         assert!(total >= avail && total > 0);
-        let proc = open_dir_path(OsStr::new("/proc/self")).unwrap();
+        let proc = format!("/proc/{}", std::process::id());
+        let proc = open_dir_path(OsStr::new(&proc)).unwrap();
         let exe = read_link_at(proc.as_fd(), OsStr::new("exe")).unwrap();
         assert!(exe.starts_with(b"/"));
     }
