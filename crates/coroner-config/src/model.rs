@@ -43,6 +43,8 @@ pub struct Config {
     pub aedebug_i386: Option<AeDebug>,
     /// `[localdumps]`: present = dump-on-crash is on (like the registry key).
     pub localdumps: Option<LocalDumps>,
+    /// `[kernel]`: how the kernel-tier handler collects (defaults if absent).
+    pub kernel: KernelTier,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             aedebug: AeDebug::default(),
             aedebug_i386: None,
             localdumps: None,
+            kernel: KernelTier::default(),
         }
     }
 }
@@ -88,8 +91,15 @@ pub struct LocalDumps {
     pub folder: PathBuf,
     /// `count`: keep at most this many dumps per executable (≥ 1).
     pub count: u32,
-    /// `type`: how much to dump.
+    /// `type`: how much to dump (the first of [`LocalDumps::types`]; the
+    /// runtime writes this one).
     pub level: DumpLevel,
+    /// `type` as given: one name, or a list of at most one minidump level
+    /// and `core` (the kernel tier writes both from one crash).
+    pub types: Vec<DumpLevel>,
+    /// `compress`: the kernel tier writes ELF cores zstd-compressed
+    /// (`.core.zst`).
+    pub compress: bool,
     /// `timeout`: how long the runtime waits for the dumper (our addition).
     pub timeout: Duration,
     /// `dumper`: the coroner binary the runtime runs for the dump step. When
@@ -109,6 +119,9 @@ pub struct AppOverride {
     pub count: Option<u32>,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub level: Option<DumpLevel>,
+    /// The whole `type` list (see [`LocalDumps::types`]).
+    #[serde(skip)]
+    pub types: Option<Vec<DumpLevel>>,
 }
 
 /// `[localdumps] type`.
@@ -159,6 +172,126 @@ impl DumpLevel {
     }
 }
 
+/// A size in the configuration: bytes, or a percentage of the size of the
+/// file system the dump folder is on (systemd's `MaxUse=`/`KeepFree=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeSpec {
+    Bytes(u64),
+    Percent(u8),
+}
+
+impl SizeSpec {
+    /// `"123"`, `"512K"`, `"10M"`, `"2G"`, `"1T"` (powers of 1024) or
+    /// `"15%"` (0–100).
+    pub fn parse(s: &str) -> Option<SizeSpec> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            return p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 100)
+                .map(SizeSpec::Percent);
+        }
+        let (digits, shift) = match s.char_indices().last()? {
+            (i, 'K' | 'k') => (&s[..i], 10),
+            (i, 'M' | 'm') => (&s[..i], 20),
+            (i, 'G' | 'g') => (&s[..i], 30),
+            (i, 'T' | 't') => (&s[..i], 40),
+            _ => (s, 0),
+        };
+        let n: u64 = digits.trim().parse().ok()?;
+        n.checked_mul(1u64 << shift).map(SizeSpec::Bytes)
+    }
+
+    /// Bytes, given the file system's total size.
+    pub fn bytes(self, fs_total: u64) -> u64 {
+        match self {
+            SizeSpec::Bytes(b) => b,
+            SizeSpec::Percent(p) => fs_total / 100 * u64::from(p),
+        }
+    }
+}
+
+impl Serialize for SizeSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SizeSpec::Bytes(b) => s.serialize_u64(*b),
+            SizeSpec::Percent(p) => s.serialize_str(&format!("{p}%")),
+        }
+    }
+}
+
+/// `[kernel]`: the kernel-tier handler's limits and policy (systemd's
+/// `coredump.conf` keys, and what its users ask for). What it writes and
+/// where come from `[localdumps]` (`folder`, `count`, `type`, `compress`,
+/// per-app overrides), as WER LocalDumps does for every process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelTier {
+    /// `process_size_max`: stop storing a core stream past this many bytes
+    /// (the dump is kept, marked truncated). Default 32 GiB.
+    pub process_size_max: u64,
+    /// `time_max`: seconds the handler may spend on one crash. Default 300.
+    #[serde(serialize_with = "secs")]
+    pub time_max: Duration,
+    /// `max_use`: the dump files of the store stay under this total.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_use: Option<SizeSpec>,
+    /// `keep_free`: keep this much free on the file system. Default 15%.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_free: Option<SizeSpec>,
+    /// `rate_interval` (seconds), `rate_burst` (per executable) and
+    /// `rate_global_burst`: more crashes in one interval are counted, not
+    /// dumped. 0 = unlimited.
+    #[serde(serialize_with = "secs")]
+    pub rate_interval: Duration,
+    pub rate_burst: u32,
+    pub rate_global_burst: u32,
+    /// `exclude`: executables (basename globs) never collected.
+    pub exclude: Vec<String>,
+    /// `environment`: record the crashed process's environment. Off.
+    pub environment: bool,
+    /// `chain`: forward the core to the handler installed before us. On.
+    pub chain: bool,
+    /// `user_access`: let the crashing user read its own dumps (only ever
+    /// for plainly dumpable processes). On.
+    pub user_access: bool,
+    /// `group`: gid that may read the folder and every dump (mode 0750).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<u32>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl Default for KernelTier {
+    fn default() -> Self {
+        KernelTier {
+            process_size_max: 32 << 30,
+            time_max: Duration::from_secs(300),
+            max_use: None,
+            keep_free: Some(SizeSpec::Percent(15)),
+            rate_interval: Duration::from_secs(60),
+            rate_burst: 10,
+            rate_global_burst: 100,
+            exclude: Vec::new(),
+            environment: false,
+            chain: true,
+            user_access: true,
+            group: None,
+        }
+    }
+}
+
+impl KernelTier {
+    /// The executable (basename) matches `exclude`.
+    pub fn excluded(&self, exe_name: &str) -> bool {
+        let base = exe_name.rsplit('/').next().unwrap_or(exe_name);
+        self.exclude.iter().any(|p| glob_match(p, base))
+    }
+}
+
 /// The settings for one process, borrowed from a [`Config`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effective<'a> {
@@ -180,6 +313,9 @@ pub struct EffectiveDumps<'a> {
     pub folder: &'a Path,
     pub count: u32,
     pub level: DumpLevel,
+    /// Every dump kind to write (the kernel tier writes them all).
+    pub types: &'a [DumpLevel],
+    pub compress: bool,
     pub timeout: Duration,
     pub dumper: Option<&'a Path>,
 }
@@ -199,6 +335,8 @@ impl Config {
                 folder: app.and_then(|a| a.folder.as_deref()).unwrap_or(&ld.folder),
                 count: app.and_then(|a| a.count).unwrap_or(ld.count),
                 level: app.and_then(|a| a.level).unwrap_or(ld.level),
+                types: app.and_then(|a| a.types.as_deref()).unwrap_or(&ld.types),
+                compress: ld.compress,
                 timeout: ld.timeout,
                 dumper: ld.dumper.as_deref(),
             }
@@ -247,6 +385,24 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 struct RawFile {
     aedebug: Option<RawAeDebug>,
     localdumps: Option<RawLocalDumps>,
+    kernel: Option<RawKernel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    process_size_max: Option<Spanned<toml::Value>>,
+    time_max: Option<Spanned<i64>>,
+    max_use: Option<Spanned<toml::Value>>,
+    keep_free: Option<Spanned<toml::Value>>,
+    rate_interval: Option<Spanned<i64>>,
+    rate_burst: Option<Spanned<i64>>,
+    rate_global_burst: Option<Spanned<i64>>,
+    exclude: Option<Vec<Spanned<String>>>,
+    environment: Option<bool>,
+    chain: Option<bool>,
+    user_access: Option<bool>,
+    group: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -274,7 +430,8 @@ struct RawLocalDumps {
     folder: Option<Spanned<String>>,
     count: Option<Spanned<i64>>,
     #[serde(rename = "type")]
-    level: Option<Spanned<String>>,
+    level: Option<Spanned<toml::Value>>,
+    compress: Option<bool>,
     timeout: Option<Spanned<i64>>,
     dumper: Option<Spanned<String>>,
     apps: Option<BTreeMap<String, RawApp>>,
@@ -286,7 +443,7 @@ struct RawApp {
     folder: Option<Spanned<String>>,
     count: Option<Spanned<i64>>,
     #[serde(rename = "type")]
-    level: Option<Spanned<String>>,
+    level: Option<Spanned<toml::Value>>,
 }
 
 // ------------------------------------------------------------------ layers
@@ -297,6 +454,8 @@ pub(crate) struct Layer {
     aedebug: AeLayer,
     i386: Option<AeLayer>,
     localdumps: Option<DumpsLayer>,
+    /// `[kernel]` is taken whole from the last file that has it.
+    kernel: Option<KernelTier>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -312,7 +471,8 @@ struct AeLayer {
 struct DumpsLayer {
     folder: Option<PathBuf>,
     count: Option<u32>,
-    level: Option<DumpLevel>,
+    level: Option<Vec<DumpLevel>>,
+    compress: Option<bool>,
     timeout: Option<Duration>,
     dumper: Option<PathBuf>,
     apps: BTreeMap<String, AppOverride>,
@@ -470,13 +630,135 @@ impl Ctx<'_> {
         }
     }
 
-    fn level(&self, key: &str, v: &Spanned<String>) -> Result<DumpLevel, ConfigError> {
-        DumpLevel::parse(v.get_ref()).ok_or_else(|| {
+    fn one_level(&self, key: &str, span: &Range<usize>, s: &str) -> Result<DumpLevel, ConfigError> {
+        DumpLevel::parse(s).ok_or_else(|| {
             self.invalid(
-                &v.span(),
+                span,
                 key,
                 "must be mini, mini-plus, full, core, -mm, -mp or -ma",
             )
+        })
+    }
+
+    /// `type`: one name, or a list of at most one minidump level and
+    /// `core` (both written from one crash by the kernel tier).
+    fn level(&self, key: &str, v: &Spanned<toml::Value>) -> Result<Vec<DumpLevel>, ConfigError> {
+        let span = v.span();
+        let names: Vec<&str> = match v.get_ref() {
+            toml::Value::String(s) => vec![s.as_str()],
+            toml::Value::Array(a) if !a.is_empty() => a
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Option<_>>()
+                .ok_or_else(|| self.invalid(&span, key, "list entries must be strings"))?,
+            _ => {
+                return Err(self.invalid(
+                    &span,
+                    key,
+                    "must be a dump type name or a non-empty list of them",
+                ))
+            }
+        };
+        let mut out = Vec::new();
+        for n in names {
+            out.push(self.one_level(key, &span, n)?);
+        }
+        let cores = out.iter().filter(|l| **l == DumpLevel::Core).count();
+        if cores > 1 || out.len() - cores > 1 {
+            return Err(self.invalid(
+                &span,
+                key,
+                "a list holds at most one minidump level and one core",
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A byte size: an integer, or a string with a K/M/G/T suffix (powers
+    /// of 1024) or a `%` of the file system's size.
+    fn size(&self, key: &str, v: &Spanned<toml::Value>) -> Result<SizeSpec, ConfigError> {
+        let bad = || {
+            self.invalid(
+                &v.span(),
+                key,
+                "must be a byte count, a size like \"512M\" / \"10G\", or a percentage like \"15%\"",
+            )
+        };
+        match v.get_ref() {
+            toml::Value::Integer(n) => u64::try_from(*n).map(SizeSpec::Bytes).map_err(|_| bad()),
+            toml::Value::String(s) => SizeSpec::parse(s).ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+
+    fn number(&self, key: &str, v: &Spanned<i64>) -> Result<u32, ConfigError> {
+        u32::try_from(*v.get_ref())
+            .map_err(|_| self.invalid(&v.span(), key, "must be a whole number, 0 to 4294967295"))
+    }
+
+    fn kernel(&self, k: &RawKernel) -> Result<KernelTier, ConfigError> {
+        let d = KernelTier::default();
+        let size = |key: &str, v: &Option<Spanned<toml::Value>>| {
+            v.as_ref().map(|v| self.size(key, v)).transpose()
+        };
+        let process_size_max = match size("kernel.process_size_max", &k.process_size_max)? {
+            None => d.process_size_max,
+            Some(SizeSpec::Bytes(b)) => b,
+            Some(SizeSpec::Percent(_)) => {
+                let v = k
+                    .process_size_max
+                    .as_ref()
+                    .map(Spanned::span)
+                    .unwrap_or_default();
+                return Err(self.invalid(
+                    &v,
+                    "kernel.process_size_max",
+                    "must be a size, not a percentage",
+                ));
+            }
+        };
+        Ok(KernelTier {
+            process_size_max,
+            time_max: k
+                .time_max
+                .as_ref()
+                .map(|t| self.seconds("kernel.time_max", t))
+                .transpose()?
+                .unwrap_or(d.time_max),
+            max_use: size("kernel.max_use", &k.max_use)?.or(d.max_use),
+            keep_free: size("kernel.keep_free", &k.keep_free)?.or(d.keep_free),
+            rate_interval: k
+                .rate_interval
+                .as_ref()
+                .map(|t| self.seconds("kernel.rate_interval", t))
+                .transpose()?
+                .unwrap_or(d.rate_interval),
+            rate_burst: k
+                .rate_burst
+                .as_ref()
+                .map(|n| self.number("kernel.rate_burst", n))
+                .transpose()?
+                .unwrap_or(d.rate_burst),
+            rate_global_burst: k
+                .rate_global_burst
+                .as_ref()
+                .map(|n| self.number("kernel.rate_global_burst", n))
+                .transpose()?
+                .unwrap_or(d.rate_global_burst),
+            exclude: k
+                .exclude
+                .as_deref()
+                .map(|e| self.exclude("kernel.exclude", e))
+                .transpose()?
+                .unwrap_or_default(),
+            environment: k.environment.unwrap_or(d.environment),
+            chain: k.chain.unwrap_or(d.chain),
+            user_access: k.user_access.unwrap_or(d.user_access),
+            group: k
+                .group
+                .as_ref()
+                .map(|g| self.number("kernel.group", g))
+                .transpose()?,
         })
     }
 
@@ -571,7 +853,8 @@ pub(crate) fn parse_layer(text: &str, path: &Path) -> Result<Layer, ConfigError>
                         .as_ref()
                         .map(|c| cx.count(&k("count"), c))
                         .transpose()?,
-                    level: app
+                    level: None,
+                    types: app
                         .level
                         .as_ref()
                         .map(|l| cx.level(&k("type"), l))
@@ -595,6 +878,7 @@ pub(crate) fn parse_layer(text: &str, path: &Path) -> Result<Layer, ConfigError>
                 .as_ref()
                 .map(|l| cx.level("localdumps.type", l))
                 .transpose()?,
+            compress: ld.compress,
             timeout: ld
                 .timeout
                 .as_ref()
@@ -607,6 +891,9 @@ pub(crate) fn parse_layer(text: &str, path: &Path) -> Result<Layer, ConfigError>
                 .transpose()?,
             apps,
         });
+    }
+    if let Some(k) = &raw.kernel {
+        layer.kernel = Some(cx.kernel(k)?);
     }
     Ok(layer)
 }
@@ -659,7 +946,12 @@ pub(crate) fn resolve(layers: Vec<(Layer, &Path)>, origin: &mut Origins) -> Conf
     let mut ae = AeLayer::default();
     let mut i386: Option<AeLayer> = None;
     let mut ld: Option<DumpsLayer> = None;
+    let mut kernel = KernelTier::default();
     for (layer, path) in layers {
+        if let Some(k) = layer.kernel {
+            kernel = k;
+            origin.insert("kernel".into(), path.to_owned());
+        }
         ae.overlay(layer.aedebug, "aedebug", path, origin);
         if let Some(l) = layer.i386 {
             i386.get_or_insert_with(AeLayer::default)
@@ -689,6 +981,13 @@ pub(crate) fn resolve(layers: Vec<(Layer, &Path)>, origin: &mut Origins) -> Conf
                 origin,
             );
             take(
+                &mut d.compress,
+                l.compress,
+                "localdumps.compress".into(),
+                path,
+                origin,
+            );
+            take(
                 &mut d.timeout,
                 l.timeout,
                 "localdumps.timeout".into(),
@@ -707,7 +1006,8 @@ pub(crate) fn resolve(layers: Vec<(Layer, &Path)>, origin: &mut Origins) -> Conf
                 let k = |f: &str| format!("localdumps.apps.{name}.{f}");
                 take(&mut dst.folder, app.folder, k("folder"), path, origin);
                 take(&mut dst.count, app.count, k("count"), path, origin);
-                take(&mut dst.level, app.level, k("type"), path, origin);
+                take(&mut dst.types, app.types, k("type"), path, origin);
+                dst.level = dst.types.as_ref().and_then(|t| t.first().copied());
             }
         }
     }
@@ -724,20 +1024,26 @@ pub(crate) fn resolve(layers: Vec<(Layer, &Path)>, origin: &mut Origins) -> Conf
         exclude: i.exclude.unwrap_or_else(|| aedebug.exclude.clone()),
         timeout: i.timeout.unwrap_or(aedebug.timeout),
     });
-    let localdumps = ld.map(|d| LocalDumps {
-        folder: d
-            .folder
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DUMP_FOLDER)),
-        count: d.count.unwrap_or(DEFAULT_DUMP_COUNT),
-        level: d.level.unwrap_or(DumpLevel::Mini),
-        timeout: d.timeout.unwrap_or(DEFAULT_DUMP_TIMEOUT),
-        dumper: d.dumper,
-        apps: d.apps,
+    let localdumps = ld.map(|d| {
+        let types = d.level.unwrap_or_else(|| vec![DumpLevel::Mini]);
+        LocalDumps {
+            folder: d
+                .folder
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DUMP_FOLDER)),
+            count: d.count.unwrap_or(DEFAULT_DUMP_COUNT),
+            level: types.first().copied().unwrap_or(DumpLevel::Mini),
+            types,
+            compress: d.compress.unwrap_or(false),
+            timeout: d.timeout.unwrap_or(DEFAULT_DUMP_TIMEOUT),
+            dumper: d.dumper,
+            apps: d.apps,
+        }
     });
     Config {
         aedebug,
         aedebug_i386,
         localdumps,
+        kernel,
     }
 }
 
@@ -755,6 +1061,7 @@ struct FileView<'a> {
     aedebug: AeView<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     localdumps: Option<DumpsView<'a>>,
+    kernel: &'a KernelTier,
 }
 
 #[derive(Serialize)]
@@ -782,12 +1089,25 @@ struct DumpsView<'a> {
     folder: &'a Path,
     count: u32,
     #[serde(rename = "type")]
-    level: DumpLevel,
+    level: TypeView<'a>,
+    compress: bool,
     timeout: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     dumper: Option<&'a Path>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     apps: &'a BTreeMap<String, AppOverride>,
+}
+
+/// `type` as the file spells it: one name, or a list.
+struct TypeView<'a>(&'a [DumpLevel]);
+
+impl Serialize for TypeView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
 }
 
 impl Serialize for Config {
@@ -811,11 +1131,13 @@ impl Serialize for Config {
             localdumps: self.localdumps.as_ref().map(|d| DumpsView {
                 folder: &d.folder,
                 count: d.count,
-                level: d.level,
+                level: TypeView(&d.types),
+                compress: d.compress,
                 timeout: d.timeout.as_secs(),
                 dumper: d.dumper.as_deref(),
                 apps: &d.apps,
             }),
+            kernel: &self.kernel,
         }
         .serialize(s)
     }
@@ -828,6 +1150,73 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, ConfigError> {
         parse_str(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn type_lists_and_the_kernel_section() {
+        let c = p("[localdumps]\ntype = [\"mini-plus\", \"core\"]\ncompress = true\n[localdumps.apps.srv]\ntype = \"full\"\n[kernel]\nprocess_size_max = \"2G\"\nkeep_free = \"10%\"\nmax_use = 1048576\nrate_burst = 3\nexclude = [\"Xorg*\"]\nchain = false\ngroup = 4\n").unwrap();
+        let ld = c.localdumps.as_ref().unwrap();
+        assert_eq!(ld.types, [DumpLevel::MiniPlus, DumpLevel::Core]);
+        assert_eq!(ld.level, DumpLevel::MiniPlus);
+        assert!(ld.compress);
+        let e = c.effective("srv", false);
+        assert_eq!(e.localdumps.as_ref().unwrap().types, [DumpLevel::Full]);
+        let e = c.effective("other", false);
+        assert_eq!(
+            e.localdumps.as_ref().unwrap().types,
+            [DumpLevel::MiniPlus, DumpLevel::Core]
+        );
+        let k = &c.kernel;
+        assert_eq!(k.process_size_max, 2 << 30);
+        assert_eq!(k.keep_free, Some(SizeSpec::Percent(10)));
+        assert_eq!(k.max_use, Some(SizeSpec::Bytes(1 << 20)));
+        assert_eq!((k.rate_burst, k.rate_global_burst), (3, 100));
+        assert!(k.excluded("/usr/bin/Xorg.bin") && !k.excluded("sshd"));
+        assert!(!k.chain && k.user_access);
+        assert_eq!(k.group, Some(4));
+        // Defaults when absent.
+        let d = p("").unwrap().kernel;
+        assert_eq!(d, KernelTier::default());
+        assert_eq!(d.keep_free.unwrap().bytes(1000), 150);
+        // Round trip through the serializer keeps the list and the kernel keys.
+        let text = toml::to_string(&c).unwrap();
+        let back = p(&text).unwrap();
+        let bl = back.localdumps.as_ref().unwrap();
+        assert_eq!((&bl.types, bl.compress), (&ld.types, true), "{text}");
+        assert_eq!(p(&text).unwrap().kernel, c.kernel);
+    }
+
+    #[test]
+    fn bad_types_and_sizes_name_their_key() {
+        for (text, key) in [
+            (
+                "[localdumps]\ntype = [\"mini\", \"full\"]\n",
+                "localdumps.type",
+            ),
+            ("[localdumps]\ntype = []\n", "localdumps.type"),
+            ("[localdumps]\ntype = [\"core\", 3]\n", "localdumps.type"),
+            ("[kernel]\nkeep_free = \"ten\"\n", "kernel.keep_free"),
+            ("[kernel]\nmax_use = \"101%\"\n", "kernel.max_use"),
+            (
+                "[kernel]\nprocess_size_max = \"5%\"\n",
+                "kernel.process_size_max",
+            ),
+            ("[kernel]\nrate_burst = -1\n", "kernel.rate_burst"),
+            ("[kernel]\nexclude = [\"a/b\"]\n", "kernel.exclude"),
+        ] {
+            match p(text) {
+                Err(ConfigError::Invalid { key: k, line, .. }) => {
+                    assert_eq!((k.as_str(), line), (key, 2), "{text}")
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            p("[kernel]\nbogus = 1\n"),
+            Err(ConfigError::Syntax { .. })
+        ));
+        assert_eq!(SizeSpec::parse("512k"), Some(SizeSpec::Bytes(512 << 10)));
+        assert_eq!(SizeSpec::parse("99999999999T"), None);
     }
 
     const DESIGN_EXAMPLE: &str = r#"
