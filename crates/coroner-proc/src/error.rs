@@ -97,6 +97,8 @@ pub enum ProcError {
         #[source]
         source: io::Error,
     },
+    #[error("process {pid} cannot be read safely: {what} (its PID may have been reused)")]
+    PidReused { pid: Pid, what: String },
     #[error("parsing {}", path.display())]
     Parse {
         path: PathBuf,

@@ -9,6 +9,7 @@
 //! `coroner-sys`.
 
 pub mod attach;
+pub mod crashed;
 pub mod error;
 pub mod memory;
 pub mod procfs;
