@@ -5,7 +5,9 @@
 //! `NT_PRSTATUS` + `NT_PRFPREG` + `NT_X86_XSTATE` in note order, process ids
 //! and name from `NT_PRPSINFO`, mappings from `PT_LOAD` + `NT_FILE`, auxv
 //! from `NT_AUXV`), the crash context (`NT_SIGINFO` + the first thread), and
-//! memory reads from `PT_LOAD` file data ([`MemorySource`]).
+//! memory reads from `PT_LOAD` file data ([`MemorySource`]). The header,
+//! program header and note parsing (`CoreMeta`) is shared with
+//! [`crate::stream`], which meets the same bytes on a pipe, in one pass.
 //!
 //! Must not: trust any offset or size in the file (every one is bounds- and
 //! overflow-checked: cores are outside input, and fuzzed), or load the whole
@@ -27,9 +29,9 @@ use std::path::{Path, PathBuf};
 
 const ET_CORE: u16 = 4;
 const EM_X86_64: u16 = 62;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-const PN_XNUM: u16 = 0xffff;
+pub(crate) const PT_LOAD: u32 = 1;
+pub(crate) const PT_NOTE: u32 = 4;
+pub(crate) const PN_XNUM: u16 = 0xffff;
 const NT_PRSTATUS: u32 = 1;
 const NT_PRFPREG: u32 = 2;
 const NT_PRPSINFO: u32 = 3;
@@ -40,9 +42,9 @@ const NT_FILE: u32 = 0x4649_4c45;
 /// `pr_reg` offset in the x86-64 `elf_prstatus`.
 const PRSTATUS_REG_OFFSET: usize = 112;
 /// Most program headers accepted (PN_XNUM can claim 2^32).
-const MAX_PHDRS: u64 = 1 << 20;
+pub(crate) const MAX_PHDRS: u64 = 1 << 20;
 /// Most note bytes read per `PT_NOTE` segment.
-const MAX_NOTE_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_NOTE_BYTES: u64 = 256 << 20;
 /// Most `NT_FILE` entries accepted.
 const MAX_FILE_ENTRIES: u64 = 1 << 20;
 
@@ -92,22 +94,20 @@ pub struct CoreFile {
     path: PathBuf,
     file: File,
     len: u64,
-    loads: Vec<LoadSegment>,
-    notes: Vec<Note>,
-    soft_errors: Vec<String>,
+    meta: CoreMeta,
 }
 
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+pub(crate) fn u16_at(b: &[u8], o: usize) -> Option<u16> {
     Some(u16::from_le_bytes(
         b.get(o..o.checked_add(2)?)?.try_into().ok()?,
     ))
 }
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], o: usize) -> Option<u32> {
     Some(u32::from_le_bytes(
         b.get(o..o.checked_add(4)?)?.try_into().ok()?,
     ))
 }
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+pub(crate) fn u64_at(b: &[u8], o: usize) -> Option<u64> {
     Some(u64::from_le_bytes(
         b.get(o..o.checked_add(8)?)?.try_into().ok()?,
     ))
@@ -121,85 +121,84 @@ fn c_str(b: &[u8]) -> Vec<u8> {
     b.iter().take_while(|&&c| c != 0).copied().collect()
 }
 
-impl CoreFile {
-    /// Open and index a core. Fails only when the file is unreadable or not
-    /// an x86-64 ELF core; damaged headers and notes become soft errors.
-    pub fn open(path: &Path) -> Result<CoreFile, CoreError> {
-        let file = File::open(path).map_err(|source| CoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let len = file
-            .metadata()
-            .map_err(|source| CoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
-        let mut core = CoreFile {
-            path: path.to_path_buf(),
-            file,
-            len,
-            loads: Vec::new(),
-            notes: Vec::new(),
-            soft_errors: Vec::new(),
+/// The ELF header fields a core reader needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CoreHeader {
+    pub(crate) phoff: u64,
+    pub(crate) shoff: u64,
+    /// At least 56 (checked).
+    pub(crate) phentsize: u64,
+    /// `e_phnum` as written: [`PN_XNUM`] means "see section header 0".
+    pub(crate) phnum: u16,
+}
+
+/// Why 64 bytes are not the ELF header of an x86-64 core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HeaderProblem {
+    /// No `\x7fELF` magic.
+    NotElf,
+    /// An ELF file, but not a 64-bit little-endian x86-64 core (why).
+    Unsupported(String),
+}
+
+/// Check and decode the 64-byte ELF header of a core.
+pub(crate) fn parse_header(ehdr: &[u8]) -> Result<CoreHeader, HeaderProblem> {
+    if ehdr.len() < 4 || &ehdr[..4] != b"\x7fELF" {
+        return Err(HeaderProblem::NotElf);
+    }
+    let unsupported = |what: String| Err(HeaderProblem::Unsupported(what));
+    if ehdr.len() < 64 {
+        return unsupported(format!("ELF header is {} bytes", ehdr.len()));
+    }
+    if ehdr[4] != 2 || ehdr[5] != 1 {
+        return unsupported(format!("class {} data {}", ehdr[4], ehdr[5]));
+    }
+    let e_type = u16_at(ehdr, 16).unwrap_or(0);
+    let e_machine = u16_at(ehdr, 18).unwrap_or(0);
+    if e_type != ET_CORE {
+        return unsupported(format!("e_type {e_type}, not ET_CORE"));
+    }
+    if e_machine != EM_X86_64 {
+        return unsupported(format!("e_machine {e_machine}"));
+    }
+    let phentsize = u64::from(u16_at(ehdr, 54).unwrap_or(0));
+    if phentsize < 56 {
+        return unsupported(format!("e_phentsize {phentsize}"));
+    }
+    Ok(CoreHeader {
+        phoff: u64_at(ehdr, 32).unwrap_or(0),
+        shoff: u64_at(ehdr, 40).unwrap_or(0),
+        phentsize,
+        phnum: u16_at(ehdr, 56).unwrap_or(0),
+    })
+}
+
+/// What a core's program headers and notes say, whatever reads the bytes:
+/// [`CoreFile`] (`pread` on a file) and [`crate::stream`] (one pass over a
+/// pipe) share this one parser.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CoreMeta {
+    /// The `PT_LOAD` segments, sorted by address.
+    pub(crate) loads: Vec<LoadSegment>,
+    /// Every note, in file order.
+    pub(crate) notes: Vec<Note>,
+    /// Problems met while parsing.
+    pub(crate) soft_errors: Vec<String>,
+}
+
+impl CoreMeta {
+    /// Take the `PT_LOAD`s of a program header table (whole entries of
+    /// `phentsize` bytes; a partial last entry is ignored) and return the
+    /// `PT_NOTE` segments as `(file offset, file size)`.
+    pub(crate) fn parse_phdrs(&mut self, table: &[u8], phentsize: u64) -> Vec<(u64, u64)> {
+        let Ok(entsize) = usize::try_from(phentsize) else {
+            return Vec::new();
         };
-        let ehdr = core.read_bytes(0, 64)?;
-        if ehdr.len() < 4 || &ehdr[..4] != b"\x7fELF" {
-            return Err(CoreError::NotElf {
-                path: path.to_path_buf(),
-            });
-        }
-        let unsupported = |what: String| CoreError::Unsupported {
-            path: path.to_path_buf(),
-            what,
-        };
-        if ehdr.len() < 64 {
-            return Err(unsupported(format!("ELF header is {} bytes", ehdr.len())));
-        }
-        if ehdr[4] != 2 || ehdr[5] != 1 {
-            return Err(unsupported(format!("class {} data {}", ehdr[4], ehdr[5])));
-        }
-        let e_type = u16_at(&ehdr, 16).unwrap_or(0);
-        let e_machine = u16_at(&ehdr, 18).unwrap_or(0);
-        if e_type != ET_CORE {
-            return Err(unsupported(format!("e_type {e_type}, not ET_CORE")));
-        }
-        if e_machine != EM_X86_64 {
-            return Err(unsupported(format!("e_machine {e_machine}")));
-        }
-        let phoff = u64_at(&ehdr, 32).unwrap_or(0);
-        let shoff = u64_at(&ehdr, 40).unwrap_or(0);
-        let phentsize = u64::from(u16_at(&ehdr, 54).unwrap_or(0));
-        let mut phnum = u64::from(u16_at(&ehdr, 56).unwrap_or(0));
-        if phnum == u64::from(PN_XNUM) {
-            // The real count is in section header 0's sh_info.
-            match core.read_bytes(shoff, 64) {
-                Ok(sh) if sh.len() == 64 => phnum = u64::from(u32_at(&sh, 44).unwrap_or(0)),
-                _ => core.soft_errors.push(format!(
-                    "PN_XNUM but section header 0 at {shoff:#x} is unreadable"
-                )),
-            }
-        }
-        if phentsize < 56 {
-            return Err(unsupported(format!("e_phentsize {phentsize}")));
-        }
-        if phnum > MAX_PHDRS {
-            core.soft_errors.push(format!(
-                "{phnum} program headers; reading the first {MAX_PHDRS}"
-            ));
-            phnum = MAX_PHDRS;
-        }
-        let table_len = phnum * phentsize;
-        let table = core.read_bytes(phoff, table_len)?;
-        if (table.len() as u64) < table_len {
-            core.soft_errors.push(format!(
-                "program header table truncated: {} of {table_len} bytes",
-                table.len()
-            ));
+        if entsize < 56 {
+            return Vec::new();
         }
         let mut note_segments = Vec::new();
-        for ph in table.chunks_exact(phentsize as usize) {
+        for ph in table.chunks_exact(entsize) {
             let p_type = u32_at(ph, 0).unwrap_or(0);
             let flags = u32_at(ph, 4).unwrap_or(0);
             let offset = u64_at(ph, 8).unwrap_or(0);
@@ -209,12 +208,12 @@ impl CoreFile {
             match p_type {
                 PT_LOAD => {
                     if vaddr.checked_add(memsz).is_none() || offset.checked_add(filesz).is_none() {
-                        core.soft_errors.push(format!(
+                        self.soft_errors.push(format!(
                             "PT_LOAD at {vaddr:#x} size {memsz:#x} / file {offset:#x}+{filesz:#x} overflows; skipped"
                         ));
                         continue;
                     }
-                    core.loads.push(LoadSegment {
+                    self.loads.push(LoadSegment {
                         vaddr,
                         memsz,
                         offset,
@@ -226,68 +225,24 @@ impl CoreFile {
                 _ => {}
             }
         }
-        core.loads.sort_by_key(|l| l.vaddr);
-        for (offset, filesz) in note_segments {
-            let want = filesz.min(MAX_NOTE_BYTES);
-            if want < filesz {
-                core.soft_errors.push(format!(
-                    "PT_NOTE at {offset:#x} is {filesz} bytes; reading {want}"
-                ));
-            }
-            let data = match core.read_bytes(offset, want) {
-                Ok(d) => d,
-                Err(e) => {
-                    core.soft_errors.push(e.to_string());
-                    continue;
-                }
-            };
-            if (data.len() as u64) < want {
-                core.soft_errors.push(format!(
-                    "PT_NOTE at {offset:#x} truncated: {} of {want} bytes",
-                    data.len()
-                ));
-            }
-            core.parse_notes(&data, offset);
-        }
-        Ok(core)
+        self.loads.sort_by_key(|l| l.vaddr);
+        note_segments
     }
 
-    /// Up to `len` bytes at file `offset` (fewer at end of file).
-    fn read_bytes(&self, offset: u64, len: u64) -> Result<Vec<u8>, CoreError> {
-        let avail = self.len.saturating_sub(offset);
-        let n = len.min(avail);
-        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
-        let mut done = 0usize;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(k) => done += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(CoreError::Read {
-                        path: self.path.clone(),
-                        offset: offset + done as u64,
-                        source,
-                    })
-                }
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
-    }
-
-    fn parse_notes(&mut self, data: &[u8], file_offset: u64) {
+    /// Append the notes of one `PT_NOTE` segment's bytes (`file_offset`
+    /// names where they were, for messages).
+    pub(crate) fn parse_notes(&mut self, data: &[u8], file_offset: u64) {
         let align4 = |v: usize| v.checked_add(3).map(|x| x & !3);
         let mut pos = 0usize;
         while pos < data.len() {
             let (Some(namesz), Some(descsz), Some(ntype)) = (
                 u32_at(data, pos),
-                u32_at(data, pos + 4),
-                u32_at(data, pos + 8),
+                u32_at(data, pos.saturating_add(4)),
+                u32_at(data, pos.saturating_add(8)),
             ) else {
                 self.soft_errors.push(format!(
                     "note header at {:#x} is cut off",
-                    file_offset + pos as u64
+                    file_offset.saturating_add(pos as u64)
                 ));
                 return;
             };
@@ -300,14 +255,14 @@ impl CoreFile {
             else {
                 self.soft_errors.push(format!(
                     "note at {:#x} has impossible sizes",
-                    file_offset + pos as u64
+                    file_offset.saturating_add(pos as u64)
                 ));
                 return;
             };
             if desc_end > data.len() {
                 self.soft_errors.push(format!(
                     "note type {ntype:#x} at {:#x} runs past its segment",
-                    file_offset + pos as u64
+                    file_offset.saturating_add(pos as u64)
                 ));
                 return;
             }
@@ -321,21 +276,6 @@ impl CoreFile {
                 _ => return,
             }
         }
-    }
-
-    /// The `PT_LOAD` segments, sorted by address.
-    pub fn loads(&self) -> &[LoadSegment] {
-        &self.loads
-    }
-
-    /// Every note, in file order.
-    pub fn notes(&self) -> &[Note] {
-        &self.notes
-    }
-
-    /// Problems met while opening (truncation, bad headers).
-    pub fn soft_errors(&self) -> &[String] {
-        &self.soft_errors
     }
 
     fn note(&self, ntype: u32) -> Option<&Note> {
@@ -432,15 +372,6 @@ impl CoreFile {
         out
     }
 
-    fn perms_of(flags: u32) -> Perms {
-        Perms {
-            read: flags & 4 != 0,
-            write: flags & 2 != 0,
-            exec: flags & 1 != 0,
-            shared: false,
-        }
-    }
-
     fn mappings(&self, soft: &mut Vec<String>) -> Vec<Mapping> {
         let files = self.file_entries(soft);
         let mut maps: Vec<Mapping> = files
@@ -450,7 +381,7 @@ impl CoreFile {
                     .loads
                     .iter()
                     .find(|l| l.vaddr < *end && l.vaddr.saturating_add(l.memsz) > *start)
-                    .map(|l| Self::perms_of(l.flags))
+                    .map(|l| perms_of(l.flags))
                     .unwrap_or(Perms {
                         read: true,
                         ..Perms::default()
@@ -476,37 +407,21 @@ impl CoreFile {
                     continue;
                 }
                 if s > cur {
-                    maps.push(Self::anon(cur, s, l.flags));
+                    maps.push(anon(cur, s, l.flags));
                 }
                 cur = cur.max(e);
             }
             if cur < end {
-                maps.push(Self::anon(cur, end, l.flags));
+                maps.push(anon(cur, end, l.flags));
             }
         }
         maps.sort_by_key(|m| (m.start, m.end));
         maps
     }
 
-    fn anon(start: u64, end: u64, flags: u32) -> Mapping {
-        Mapping {
-            start,
-            end,
-            perms: Self::perms_of(flags),
-            ..Mapping::default()
-        }
-    }
-
-    /// A NUL-terminated string from target memory, at most `max` bytes.
-    fn read_c_string(&self, addr: u64, max: usize) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; max];
-        let n = self.read(addr, &mut buf).ok()?;
-        let s = c_str(&buf[..n]);
-        (s.len() < n).then_some(s)
-    }
-
-    /// The process as the core describes it.
-    pub fn snapshot(&self) -> ProcessSnapshot {
+    /// The process the notes and program headers describe. `mem` is read
+    /// only for `AT_EXECFN` when no mapping names the executable.
+    pub(crate) fn snapshot(&self, mem: &dyn MemorySource) -> ProcessSnapshot {
         let mut soft = self.soft_errors.clone();
         let threads = self.threads(&mut soft);
         let mappings = self.mappings(&mut soft);
@@ -562,7 +477,7 @@ impl CoreFile {
             .map(|m| m.name.clone());
         let exe = entry_map.or_else(|| {
             snap.auxv_value(31)
-                .and_then(|a| self.read_c_string(a, 4096))
+                .and_then(|a| read_c_string(mem, a, 4096))
         });
         if let Some(exe) = exe {
             snap.exe = PathBuf::from(String::from_utf8_lossy(&exe).into_owned());
@@ -576,9 +491,8 @@ impl CoreFile {
     }
 
     /// The signal and faulting thread: `NT_SIGINFO` (or the first
-    /// `NT_PRSTATUS`'s `pr_info`/`pr_cursig`) and the first thread, which
-    /// the kernel and coroner put first. `None` when no signal is recorded.
-    pub fn crash_context(&self) -> Option<CrashContext> {
+    /// `NT_PRSTATUS`'s `pr_info`/`pr_cursig`) and the first thread.
+    pub(crate) fn crash_context(&self) -> Option<CrashContext> {
         let mut soft = Vec::new();
         let first = self.threads(&mut soft).into_iter().next()?;
         let prstatus = self.note(NT_PRSTATUS)?;
@@ -600,6 +514,166 @@ impl CoreFile {
             siginfo,
             regs: first.regs?,
         })
+    }
+}
+
+fn perms_of(flags: u32) -> Perms {
+    Perms {
+        read: flags & 4 != 0,
+        write: flags & 2 != 0,
+        exec: flags & 1 != 0,
+        shared: false,
+    }
+}
+
+fn anon(start: u64, end: u64, flags: u32) -> Mapping {
+    Mapping {
+        start,
+        end,
+        perms: perms_of(flags),
+        ..Mapping::default()
+    }
+}
+
+/// A NUL-terminated string from target memory, at most `max` bytes.
+fn read_c_string(mem: &dyn MemorySource, addr: u64, max: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    let n = mem.read(addr, &mut buf).ok()?;
+    let s = c_str(&buf[..n.min(max)]);
+    (s.len() < n).then_some(s)
+}
+
+impl CoreFile {
+    /// Open and index a core. Fails only when the file is unreadable or not
+    /// an x86-64 ELF core; damaged headers and notes become soft errors.
+    pub fn open(path: &Path) -> Result<CoreFile, CoreError> {
+        let file = File::open(path).map_err(|source| CoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| CoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        let mut core = CoreFile {
+            path: path.to_path_buf(),
+            file,
+            len,
+            meta: CoreMeta::default(),
+        };
+        let ehdr = core.read_bytes(0, 64)?;
+        let hdr = parse_header(&ehdr).map_err(|p| match p {
+            HeaderProblem::NotElf => CoreError::NotElf {
+                path: path.to_path_buf(),
+            },
+            HeaderProblem::Unsupported(what) => CoreError::Unsupported {
+                path: path.to_path_buf(),
+                what,
+            },
+        })?;
+        let mut phnum = u64::from(hdr.phnum);
+        if hdr.phnum == PN_XNUM {
+            // The real count is in section header 0's sh_info.
+            match core.read_bytes(hdr.shoff, 64) {
+                Ok(sh) if sh.len() == 64 => phnum = u64::from(u32_at(&sh, 44).unwrap_or(0)),
+                _ => core.meta.soft_errors.push(format!(
+                    "PN_XNUM but section header 0 at {:#x} is unreadable",
+                    hdr.shoff
+                )),
+            }
+        }
+        if phnum > MAX_PHDRS {
+            core.meta.soft_errors.push(format!(
+                "{phnum} program headers; reading the first {MAX_PHDRS}"
+            ));
+            phnum = MAX_PHDRS;
+        }
+        let table_len = phnum * hdr.phentsize;
+        let table = core.read_bytes(hdr.phoff, table_len)?;
+        if (table.len() as u64) < table_len {
+            core.meta.soft_errors.push(format!(
+                "program header table truncated: {} of {table_len} bytes",
+                table.len()
+            ));
+        }
+        let note_segments = core.meta.parse_phdrs(&table, hdr.phentsize);
+        for (offset, filesz) in note_segments {
+            let want = filesz.min(MAX_NOTE_BYTES);
+            if want < filesz {
+                core.meta.soft_errors.push(format!(
+                    "PT_NOTE at {offset:#x} is {filesz} bytes; reading {want}"
+                ));
+            }
+            let data = match core.read_bytes(offset, want) {
+                Ok(d) => d,
+                Err(e) => {
+                    core.meta.soft_errors.push(e.to_string());
+                    continue;
+                }
+            };
+            if (data.len() as u64) < want {
+                core.meta.soft_errors.push(format!(
+                    "PT_NOTE at {offset:#x} truncated: {} of {want} bytes",
+                    data.len()
+                ));
+            }
+            core.meta.parse_notes(&data, offset);
+        }
+        Ok(core)
+    }
+
+    /// Up to `len` bytes at file `offset` (fewer at end of file).
+    fn read_bytes(&self, offset: u64, len: u64) -> Result<Vec<u8>, CoreError> {
+        let avail = self.len.saturating_sub(offset);
+        let n = len.min(avail);
+        let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0)];
+        let mut done = 0usize;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(k) => done += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(CoreError::Read {
+                        path: self.path.clone(),
+                        offset: offset + done as u64,
+                        source,
+                    })
+                }
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// The `PT_LOAD` segments, sorted by address.
+    pub fn loads(&self) -> &[LoadSegment] {
+        &self.meta.loads
+    }
+
+    /// Every note, in file order.
+    pub fn notes(&self) -> &[Note] {
+        &self.meta.notes
+    }
+
+    /// Problems met while opening (truncation, bad headers).
+    pub fn soft_errors(&self) -> &[String] {
+        &self.meta.soft_errors
+    }
+
+    /// The process as the core describes it.
+    pub fn snapshot(&self) -> ProcessSnapshot {
+        self.meta.snapshot(self)
+    }
+
+    /// The signal and faulting thread: `NT_SIGINFO` (or the first
+    /// `NT_PRSTATUS`'s `pr_info`/`pr_cursig`) and the first thread, which
+    /// the kernel and coroner put first. `None` when no signal is recorded.
+    pub fn crash_context(&self) -> Option<CrashContext> {
+        self.meta.crash_context()
     }
 }
 
@@ -627,36 +701,48 @@ fn maps_text(maps: &[Mapping]) -> Vec<u8> {
     out
 }
 
+/// Read target memory from a core's bytes in `file` (`file_len` of them
+/// present): the `PT_LOAD` of `loads` (sorted by address) holding `addr`.
+/// Bytes past `p_filesz` (not dumped) and past `file_len` are unreadable
+/// (0 bytes read).
+pub(crate) fn read_loads(
+    file: &File,
+    file_len: u64,
+    loads: &[LoadSegment],
+    addr: u64,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    let i = loads.partition_point(|l| l.vaddr.saturating_add(l.memsz) <= addr);
+    let Some(l) = loads.get(i).filter(|l| l.vaddr <= addr) else {
+        return Ok(0);
+    };
+    let rel = addr - l.vaddr;
+    if rel >= l.filesz {
+        return Ok(0);
+    }
+    let Some(off) = l.offset.checked_add(rel) else {
+        return Ok(0);
+    };
+    let avail = (l.filesz - rel).min(file_len.saturating_sub(off));
+    let n = usize::try_from(avail).unwrap_or(usize::MAX).min(buf.len());
+    let mut done = 0;
+    while done < n {
+        match file.read_at(&mut buf[done..n], off + done as u64) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
 impl MemorySource for CoreFile {
     /// Bytes of the `PT_LOAD` holding `addr`; bytes past `p_filesz` (not
     /// dumped) and past the end of a truncated file are unreadable.
     fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let i = self
-            .loads
-            .partition_point(|l| l.vaddr.saturating_add(l.memsz) <= addr);
-        let Some(l) = self.loads.get(i).filter(|l| l.vaddr <= addr) else {
-            return Ok(0);
-        };
-        let rel = addr - l.vaddr;
-        if rel >= l.filesz {
-            return Ok(0);
-        }
-        let Some(off) = l.offset.checked_add(rel) else {
-            return Ok(0);
-        };
-        let avail = (l.filesz - rel).min(self.len.saturating_sub(off));
-        let n = usize::try_from(avail).unwrap_or(usize::MAX).min(buf.len());
-        let mut done = 0;
-        while done < n {
-            match self.file.read_at(&mut buf[done..n], off + done as u64) {
-                Ok(0) => break,
-                Ok(k) => done += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if done == 0 => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(done)
+        read_loads(&self.file, self.len, &self.meta.loads, addr, buf)
     }
 }
 
