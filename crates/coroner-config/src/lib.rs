@@ -34,6 +34,7 @@
 mod edit;
 mod error;
 mod install;
+pub mod kernel;
 mod load;
 mod model;
 mod preload;
