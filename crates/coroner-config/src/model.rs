@@ -259,7 +259,13 @@ pub struct KernelTier {
     /// `group`: gid that may read the folder and every dump (mode 0750).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<u32>,
+    /// `state_dir`: where `install --system` records what it replaced (the
+    /// handler reads the chained handler from there). Root-owned.
+    pub state_dir: PathBuf,
 }
+
+/// Default `[kernel] state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/coroner";
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_secs())
@@ -280,6 +286,7 @@ impl Default for KernelTier {
             chain: true,
             user_access: true,
             group: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }
@@ -403,6 +410,7 @@ struct RawKernel {
     chain: Option<bool>,
     user_access: Option<bool>,
     group: Option<Spanned<i64>>,
+    state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -759,6 +767,12 @@ impl Ctx<'_> {
                 .as_ref()
                 .map(|g| self.number("kernel.group", g))
                 .transpose()?,
+            state_dir: k
+                .state_dir
+                .as_ref()
+                .map(|d| self.abs_path("kernel.state_dir", d))
+                .transpose()?
+                .unwrap_or(d.state_dir),
         })
     }
 

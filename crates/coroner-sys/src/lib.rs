@@ -127,3 +127,41 @@ mod cloexec_tests {
         assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
     }
 }
+
+/// `prctl(PR_SET_DUMPABLE, on)`: whether this process may be dumped or
+/// ptrace-attached by its owner. The root handler turns it off, so a crash
+/// of its own never writes other users' core data anywhere.
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory.
+    let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
+    check(r.into()).map(drop)
+}
+
+/// `setrlimit(resource, {cur, max})`.
+pub fn set_rlimit(resource: libc::__rlimit_resource_t, cur: u64, max: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: cur,
+        rlim_max: max,
+    };
+    // SAFETY: `lim` is a valid rlimit that outlives the call.
+    let r = unsafe { libc::setrlimit(resource, &lim) };
+    check(r.into()).map(drop)
+}
+
+/// `getrlimit(resource)` as `(cur, max)`.
+pub fn get_rlimit(resource: libc::__rlimit_resource_t) -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is writable and outlives the call.
+    let r = unsafe { libc::getrlimit(resource, &mut lim) };
+    check(r.into())?;
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// The real and effective user ids.
+pub fn uids() -> (u32, u32) {
+    // SAFETY: getuid/geteuid take no arguments and cannot fail.
+    unsafe { (libc::getuid(), libc::geteuid()) }
+}
