@@ -47,7 +47,7 @@ pub use load::{find_in_path, load, Loaded, Sources, SYSTEM_CONFIG};
 pub use model::{
     glob_match, parse_str, AeDebug, AppOverride, Config, DumpLevel, Effective, EffectiveDumps,
     KernelTier, LocalDumps, SizeSpec, DEFAULT_DEBUGGER_TIMEOUT, DEFAULT_DUMP_COUNT,
-    DEFAULT_DUMP_FOLDER, DEFAULT_DUMP_TIMEOUT,
+    DEFAULT_DUMP_FOLDER, DEFAULT_DUMP_TIMEOUT, DEFAULT_STATE_DIR,
 };
 pub use preload::{preload_install, preload_uninstall};
 pub use template::{DebuggerTemplate, Piece, POINTER_HEX_DIGITS};
