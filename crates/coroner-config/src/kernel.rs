@@ -50,9 +50,15 @@
 //! *before* expanding the `%` specifiers (since Linux 5.3), so `%e` (the
 //! command name, which may hold spaces) stays one argument.
 
+use crate::edit::write_atomic;
+use crate::error::ConfigError;
+use serde::Deserialize;
 use std::ffi::{OsStr, OsString};
-use std::io;
+use std::fmt;
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The longest `core_pattern` the kernel keeps (`CORENAME_MAX_SIZE` is 128
@@ -79,6 +85,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/coroner";
 pub const SAVED_FILE: &str = "kernel.saved";
 
 const ESCAPE_MAX: usize = 200;
+const SAVED_FORMAT: u32 = 1;
+const SAVED_MAX_BYTES: u64 = 64 * 1024;
 
 /// Errors of the kernel tier's configuration. Every variant names the file,
 /// field or value it concerns; bytes from outside are shown escaped.
@@ -444,10 +452,619 @@ pub fn parse_handler_args(args: &[OsString]) -> Result<HandlerArgs, KernelError>
     })
 }
 
+// ---------------------------------------------------------------------------
+// Install and uninstall
+// ---------------------------------------------------------------------------
+
+/// Where the two sysctl files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlPaths {
+    /// Normally `/proc/sys/kernel`; tests pass a directory of plain files
+    /// named `core_pattern` and `core_pipe_limit`.
+    pub dir: PathBuf,
+}
+
+impl SysctlPaths {
+    /// The running kernel's: `/proc/sys/kernel`.
+    pub fn system() -> Self {
+        SysctlPaths {
+            dir: PathBuf::from("/proc/sys/kernel"),
+        }
+    }
+
+    /// `<dir>/core_pattern`.
+    pub fn core_pattern(&self) -> PathBuf {
+        self.dir.join("core_pattern")
+    }
+
+    /// `<dir>/core_pipe_limit`.
+    pub fn core_pipe_limit(&self) -> PathBuf {
+        self.dir.join("core_pipe_limit")
+    }
+}
+
+/// The saved record (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedKernel {
+    /// `core_pattern` before the first install, exact bytes as read.
+    pub previous_pattern: Vec<u8>,
+    /// `core_pipe_limit` before the first install, exact bytes as read.
+    pub previous_pipe_limit: Vec<u8>,
+    /// The pattern our last install wrote.
+    pub installed_pattern: String,
+}
+
+/// What [`install_kernel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// The pattern is set; what it replaced is saved. `stale_record` is true
+    /// if an old record was dropped because someone had set another pattern
+    /// since our last install.
+    Installed {
+        previous_pattern: Vec<u8>,
+        pipe_limit: u32,
+        stale_record: bool,
+    },
+    /// An earlier coroner pattern was replaced; the values saved before it
+    /// are kept.
+    Replaced { replaced: Vec<u8>, pipe_limit: u32 },
+    /// The pattern was already in place: nothing written except the pipe
+    /// limit if it was below the one asked for.
+    AlreadyInstalled { pipe_limit: u32 },
+}
+
+impl fmt::Display for InstallOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallOutcome::Installed {
+                previous_pattern,
+                pipe_limit,
+                stale_record,
+            } => {
+                if *stale_record {
+                    writeln!(
+                        f,
+                        "core_pattern was changed since the last install; the old record is replaced."
+                    )?;
+                }
+                write!(
+                    f,
+                    "core_pattern set (was \"{}\"; saved for uninstall), core_pipe_limit {pipe_limit}.",
+                    escape(trim_nl(previous_pattern))
+                )
+            }
+            InstallOutcome::Replaced {
+                replaced,
+                pipe_limit,
+            } => write!(
+                f,
+                "core_pattern updated (replaced the earlier coroner pattern \"{}\"; the values before it stay saved), core_pipe_limit {pipe_limit}.",
+                escape(trim_nl(replaced))
+            ),
+            InstallOutcome::AlreadyInstalled { pipe_limit } => write!(
+                f,
+                "already installed; core_pattern unchanged, core_pipe_limit {pipe_limit}."
+            ),
+        }
+    }
+}
+
+/// What [`uninstall_kernel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UninstallOutcome {
+    /// The previous values are back (shown without the trailing newline).
+    Restored {
+        pattern: Vec<u8>,
+        pipe_limit: Vec<u8>,
+    },
+    /// Someone set another pattern since the install: it is left in place,
+    /// and our record is dropped.
+    ChangedSince { current: Vec<u8> },
+    /// No record: nothing was installed (or it was already uninstalled).
+    NothingToDo,
+}
+
+impl fmt::Display for UninstallOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UninstallOutcome::Restored {
+                pattern,
+                pipe_limit,
+            } => write!(
+                f,
+                "core_pattern restored to \"{}\", core_pipe_limit to {}.",
+                escape(pattern),
+                escape(pipe_limit)
+            ),
+            UninstallOutcome::ChangedSince { current } => write!(
+                f,
+                "core_pattern was changed since the install (now \"{}\"); left as is. Saved record dropped.",
+                escape(trim_nl(current))
+            ),
+            UninstallOutcome::NothingToDo => {
+                write!(f, "nothing to uninstall: no saved core_pattern record.")
+            }
+        }
+    }
+}
+
+/// `<state>/kernel.saved`.
+pub fn saved_path(state: &Path) -> PathBuf {
+    state.join(SAVED_FILE)
+}
+
+/// Reads and writes the sysctl files; a trait so that tests can play a
+/// kernel that refuses a pattern on read back.
+trait SysctlIo {
+    fn read(&mut self, path: &Path) -> io::Result<Vec<u8>>;
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// The real files. Written in place with one `write` (a sysctl file cannot
+/// be replaced by a rename), never created.
+struct Files;
+
+impl SysctlIo for Files {
+    fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).truncate(true).open(path)?;
+        f.write_all(bytes)
+    }
+}
+
+fn read_sysctl(io: &mut dyn SysctlIo, path: &Path) -> Result<Vec<u8>, KernelError> {
+    io.read(path).map_err(|source| KernelError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_sysctl(io: &mut dyn SysctlIo, path: &Path, bytes: &[u8]) -> Result<(), KernelError> {
+    io.write(path, bytes).map_err(|source| KernelError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn parse_limit(path: &Path, raw: &[u8]) -> Result<u32, KernelError> {
+    let t = trim_nl(raw);
+    let bad = |reason| KernelError::BadSysctlValue {
+        path: path.to_owned(),
+        value: escape(raw),
+        reason,
+    };
+    if t.is_empty() || !t.iter().all(u8::is_ascii_digit) {
+        return Err(bad("not a decimal number"));
+    }
+    std::str::from_utf8(t)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("out of range"))
+}
+
+/// The state directory must be a real directory, not a symlink, not
+/// group- or world-writable and, if `owner` is given, owned by it.
+fn check_dir(dir: &Path, owner: Option<u32>) -> Result<(), KernelError> {
+    let m = fs::symlink_metadata(dir).map_err(|source| KernelError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    check_meta(dir, &m, owner, "a directory", m.is_dir())
+}
+
+fn check_meta(
+    path: &Path,
+    m: &fs::Metadata,
+    owner: Option<u32>,
+    kind: &str,
+    is_kind: bool,
+) -> Result<(), KernelError> {
+    let refuse = |reason: String| KernelError::Untrusted {
+        path: path.to_owned(),
+        reason,
+    };
+    if m.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link".into()));
+    }
+    if !is_kind {
+        return Err(refuse(format!("not {kind}")));
+    }
+    if let Some(uid) = owner {
+        if m.uid() != uid {
+            return Err(refuse(format!(
+                "owned by uid {}, must be owned by uid {uid}",
+                m.uid()
+            )));
+        }
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(refuse(format!(
+            "group- or world-writable (mode {:o})",
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedToml {
+    format: u32,
+    previous_pattern: String,
+    previous_pipe_limit: String,
+    installed_pattern: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(path: &Path, key: &str, s: &str) -> Result<Vec<u8>, KernelError> {
+    let bad = || KernelError::Saved {
+        path: path.to_owned(),
+        reason: format!("{key}: not an even-length lower-case hex string"),
+    };
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let s = s.as_bytes();
+    if !s.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    s.chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)
+}
+
+fn render_saved(s: &SavedKernel) -> String {
+    format!(
+        "# coroner: kernel.core_pattern and kernel.core_pipe_limit as they were before\n\
+         # `coroner install --system`; uninstall writes them back. Values are the\n\
+         # exact bytes, hex-encoded. Do not edit: the crash handler runs as root and\n\
+         # chains to the previous pipe handler recorded here.\n\
+         format = {SAVED_FORMAT}\n\
+         previous_pattern = \"{}\"\n\
+         # previous_pattern: {}\n\
+         previous_pipe_limit = \"{}\"\n\
+         # previous_pipe_limit: {}\n\
+         installed_pattern = \"{}\"\n\
+         # installed_pattern: {}\n",
+        hex(&s.previous_pattern),
+        escape(&s.previous_pattern),
+        hex(&s.previous_pipe_limit),
+        escape(&s.previous_pipe_limit),
+        hex(s.installed_pattern.as_bytes()),
+        escape(s.installed_pattern.as_bytes()),
+    )
+}
+
+fn parse_saved(path: &Path, text: &[u8]) -> Result<SavedKernel, KernelError> {
+    let bad = |reason: String| KernelError::Saved {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
+    let t: SavedToml = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if t.format != SAVED_FORMAT {
+        return Err(bad(format!("unknown format {}", t.format)));
+    }
+    let installed = unhex(path, "installed_pattern", &t.installed_pattern)?;
+    Ok(SavedKernel {
+        previous_pattern: unhex(path, "previous_pattern", &t.previous_pattern)?,
+        previous_pipe_limit: unhex(path, "previous_pipe_limit", &t.previous_pipe_limit)?,
+        installed_pattern: String::from_utf8(installed)
+            .map_err(|_| bad("installed_pattern: not UTF-8".into()))?,
+    })
+}
+
+/// Reads the record without following a symlink, checking the opened file
+/// itself (so it cannot be swapped between check and read).
+fn read_saved(state: &Path, owner: Option<u32>) -> Result<Option<SavedKernel>, KernelError> {
+    let path = saved_path(state);
+    let rerr = |source| KernelError::Read {
+        path: path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(KernelError::Untrusted {
+                path,
+                reason: "is a symbolic link".into(),
+            })
+        }
+        Err(e) => return Err(rerr(e)),
+    };
+    let m = file.metadata().map_err(rerr)?;
+    check_meta(&path, &m, owner, "a regular file", m.is_file())?;
+    let mut text = Vec::new();
+    file.take(SAVED_MAX_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(rerr)?;
+    if text.len() as u64 > SAVED_MAX_BYTES {
+        return Err(KernelError::Saved {
+            path,
+            reason: format!("larger than {SAVED_MAX_BYTES} bytes"),
+        });
+    }
+    parse_saved(&path, &text).map(Some)
+}
+
+/// The saved record, read the way the root handler must before it chains
+/// to the previous handler recorded there: `None` if there is none (or no
+/// state directory); an error, naming the path and why, if the state
+/// directory or the record is a symbolic link, is not a directory / regular
+/// file, is not owned by `expect_uid` (0 in the handler), or is group- or
+/// world-writable. Directories above `state` are not checked: they are the
+/// system's (`/var/lib`).
+pub fn saved_state(state: &Path, expect_uid: u32) -> Result<Option<SavedKernel>, KernelError> {
+    match fs::symlink_metadata(state) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        _ => check_dir(state, Some(expect_uid))?,
+    }
+    read_saved(state, Some(expect_uid))
+}
+
+fn config_write(e: ConfigError, path: &Path) -> KernelError {
+    match e {
+        ConfigError::Write { path, source } => KernelError::Write { path, source },
+        other => KernelError::Write {
+            path: path.to_owned(),
+            source: io::Error::other(other.to_string()),
+        },
+    }
+}
+
+/// Writes the record atomically (temp file + rename, via the installers'
+/// `write_atomic`), then narrows it to 0600. Between the two it may be
+/// 0644 for a moment: it is never writable by others, and what it holds is
+/// readable by anyone in `/proc/sys/kernel` anyway.
+fn write_saved(state: &Path, s: &SavedKernel) -> Result<(), KernelError> {
+    let path = saved_path(state);
+    write_atomic(&path, render_saved(s).as_bytes()).map_err(|e| config_write(e, &path))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(|source| {
+        KernelError::Write {
+            path: path.clone(),
+            source,
+        }
+    })
+}
+
+fn remove_saved(state: &Path) -> Result<(), KernelError> {
+    let path = saved_path(state);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(KernelError::Write { path, source }),
+    }
+}
+
+/// Creates the state directory 0700 if missing; an existing one must pass
+/// [`check_dir`] (any owner: the installer may not run as root in tests).
+fn prepare_state(state: &Path) -> Result<(), KernelError> {
+    match fs::symlink_metadata(state) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state)
+            .map_err(|source| KernelError::Write {
+                path: state.to_owned(),
+                source,
+            }),
+        _ => check_dir(state, None),
+    }
+}
+
+/// Sets `core_pattern` to `pattern` and `core_pipe_limit` to at least
+/// `pipe_limit` (so `/proc/PID` of the crashing process stays valid while
+/// the handler runs), saving the previous values in `<state>/kernel.saved`
+/// (the state directory is created 0700 if missing). See the module docs
+/// for repeated installs. The pattern is read back; if the kernel did not
+/// take it, the values from before this call are put back and
+/// [`KernelError::NotTaken`] says what happened.
+pub fn install_kernel(
+    sys: &SysctlPaths,
+    state: &Path,
+    pattern: &str,
+    pipe_limit: u32,
+) -> Result<InstallOutcome, KernelError> {
+    install_with(&mut Files, sys, state, pattern, pipe_limit)
+}
+
+fn check_install_pattern(pattern: &str) -> Result<(), KernelError> {
+    let bad = |reason| KernelError::BadPattern {
+        pattern: escape(pattern.as_bytes()),
+        reason,
+    };
+    if pattern.is_empty() {
+        return Err(bad("empty"));
+    }
+    if pattern.bytes().any(|b| b == b'\n' || b == 0) {
+        return Err(bad("contains a newline or NUL (the kernel stops there)"));
+    }
+    check_length(pattern.to_owned()).map(|_| ())
+}
+
+fn install_with(
+    io: &mut dyn SysctlIo,
+    sys: &SysctlPaths,
+    state: &Path,
+    pattern: &str,
+    pipe_limit: u32,
+) -> Result<InstallOutcome, KernelError> {
+    check_install_pattern(pattern)?;
+    let pattern_path = sys.core_pattern();
+    let limit_path = sys.core_pipe_limit();
+    let current = read_sysctl(io, &pattern_path)?;
+    let current_limit_raw = read_sysctl(io, &limit_path)?;
+    let current_limit = parse_limit(&limit_path, &current_limit_raw)?;
+    let new_limit = current_limit.max(pipe_limit);
+    prepare_state(state)?;
+    let old_record = read_saved(state, None)?;
+    let cur = trim_nl(&current);
+
+    enum Plan {
+        Fresh { stale: bool },
+        Replace,
+        Same,
+    }
+    let plan = match &old_record {
+        Some(r) if cur == r.installed_pattern.as_bytes() || is_handler_pattern(cur) => {
+            if cur == pattern.as_bytes() {
+                Plan::Same
+            } else {
+                Plan::Replace
+            }
+        }
+        Some(_) => Plan::Fresh { stale: true },
+        None if is_handler_pattern(cur) || cur == pattern.as_bytes() => {
+            return Err(KernelError::UnknownPrevious {
+                path: pattern_path,
+                record: saved_path(state),
+                current: escape(cur),
+            })
+        }
+        None => Plan::Fresh { stale: false },
+    };
+    let record = match (&plan, &old_record) {
+        (Plan::Fresh { .. }, _) | (_, None) => SavedKernel {
+            previous_pattern: current.clone(),
+            previous_pipe_limit: current_limit_raw.clone(),
+            installed_pattern: pattern.to_owned(),
+        },
+        (_, Some(r)) => SavedKernel {
+            installed_pattern: pattern.to_owned(),
+            ..r.clone()
+        },
+    };
+    if old_record.as_ref() != Some(&record) {
+        write_saved(state, &record)?;
+    }
+    if new_limit != current_limit {
+        if let Err(e) = write_sysctl(io, &limit_path, new_limit.to_string().as_bytes()) {
+            // Best effort: a record without its pattern is harmless (the
+            // next uninstall sees another pattern and drops it).
+            let _ = restore_record(state, old_record.as_ref());
+            return Err(e);
+        }
+    }
+    if let Plan::Same = plan {
+        return Ok(InstallOutcome::AlreadyInstalled {
+            pipe_limit: new_limit,
+        });
+    }
+    let why = match io.write(&pattern_path, pattern.as_bytes()) {
+        Err(e) => Some(format!("write failed: {e}")),
+        Ok(()) => match io.read(&pattern_path) {
+            Err(e) => Some(format!("reading it back failed: {e}")),
+            Ok(back) if trim_nl(&back) != pattern.as_bytes() => {
+                Some(format!("read back \"{}\"", escape(trim_nl(&back))))
+            }
+            Ok(_) => None,
+        },
+    };
+    if let Some(why) = why {
+        // Put back what was there before this call, in reverse order.
+        let mut failed = Vec::new();
+        if let Err(e) = write_sysctl(io, &pattern_path, cur) {
+            failed.push(e.to_string());
+        }
+        if new_limit != current_limit {
+            if let Err(e) = write_sysctl(io, &limit_path, trim_nl(&current_limit_raw)) {
+                failed.push(e.to_string());
+            }
+        }
+        if let Err(e) = restore_record(state, old_record.as_ref()) {
+            failed.push(e.to_string());
+        }
+        let rollback = if failed.is_empty() {
+            "the earlier values are restored".to_owned()
+        } else {
+            format!("ROLLBACK FAILED: {}", failed.join("; "))
+        };
+        return Err(KernelError::NotTaken {
+            path: pattern_path,
+            wrote: escape(pattern.as_bytes()),
+            why,
+            rollback,
+        });
+    }
+    Ok(match plan {
+        Plan::Fresh { stale } => InstallOutcome::Installed {
+            previous_pattern: current,
+            pipe_limit: new_limit,
+            stale_record: stale,
+        },
+        _ => InstallOutcome::Replaced {
+            replaced: current,
+            pipe_limit: new_limit,
+        },
+    })
+}
+
+/// Puts the record back as it was before an install that failed.
+fn restore_record(state: &Path, old: Option<&SavedKernel>) -> Result<(), KernelError> {
+    match old {
+        Some(r) => write_saved(state, r),
+        None => remove_saved(state),
+    }
+}
+
+/// Undoes [`install_kernel`]: if `core_pattern` still holds the pattern the
+/// record says we installed, the previous pattern and pipe limit are
+/// written back (without their trailing newline; the kernel stores the
+/// same value either way) and the record is removed. If someone set another
+/// pattern since, that value stays, the record is removed, and the outcome
+/// says so. No record: [`UninstallOutcome::NothingToDo`].
+pub fn uninstall_kernel(sys: &SysctlPaths, state: &Path) -> Result<UninstallOutcome, KernelError> {
+    uninstall_with(&mut Files, sys, state)
+}
+
+fn uninstall_with(
+    io: &mut dyn SysctlIo,
+    sys: &SysctlPaths,
+    state: &Path,
+) -> Result<UninstallOutcome, KernelError> {
+    match fs::symlink_metadata(state) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(UninstallOutcome::NothingToDo),
+        _ => check_dir(state, None)?,
+    }
+    let Some(record) = read_saved(state, None)? else {
+        return Ok(UninstallOutcome::NothingToDo);
+    };
+    let pattern_path = sys.core_pattern();
+    let current = read_sysctl(io, &pattern_path)?;
+    if trim_nl(&current) != record.installed_pattern.as_bytes() {
+        remove_saved(state)?;
+        return Ok(UninstallOutcome::ChangedSince { current });
+    }
+    let pattern = trim_nl(&record.previous_pattern);
+    let limit = trim_nl(&record.previous_pipe_limit);
+    write_sysctl(io, &pattern_path, pattern)?;
+    write_sysctl(io, &sys.core_pipe_limit(), limit)?;
+    remove_saved(state)?;
+    Ok(UninstallOutcome::Restored {
+        pattern: pattern.to_vec(),
+        pipe_limit: limit.to_vec(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::ffi::OsStringExt;
+    use std::os::unix::fs::PermissionsExt;
 
     const EXE: &str = "/usr/libexec/coroner/coroner";
 
@@ -706,5 +1323,393 @@ mod tests {
         ));
         assert!(!is_handler_pattern(b"core"));
         assert!(!is_handler_pattern(b"|/opt/other handler %P"));
+    }
+
+    // ----- install / uninstall -----
+
+    struct K {
+        _dir: tempfile::TempDir,
+        sys: SysctlPaths,
+        state: PathBuf,
+    }
+
+    /// A fake `/proc/sys/kernel` holding `pattern` and `limit` as the
+    /// kernel shows them (with a trailing newline), and a state dir path
+    /// that does not exist yet.
+    fn kernel(pattern: &[u8], limit: &[u8]) -> K {
+        let dir = tempfile::tempdir().unwrap();
+        let sysdir = dir.path().join("sys");
+        fs::create_dir(&sysdir).unwrap();
+        let sys = SysctlPaths { dir: sysdir };
+        fs::write(sys.core_pattern(), pattern).unwrap();
+        fs::write(sys.core_pipe_limit(), limit).unwrap();
+        let state = dir.path().join("var/lib/coroner");
+        K {
+            _dir: dir,
+            sys,
+            state,
+        }
+    }
+
+    fn pattern_of(k: &K) -> Vec<u8> {
+        fs::read(k.sys.core_pattern()).unwrap()
+    }
+
+    fn limit_of(k: &K) -> Vec<u8> {
+        fs::read(k.sys.core_pipe_limit()).unwrap()
+    }
+
+    fn uid() -> u32 {
+        fs::metadata(std::env::temp_dir()).unwrap().uid()
+    }
+
+    fn my_uid(k: &K) -> u32 {
+        fs::metadata(&k.state).unwrap().uid()
+    }
+
+    const SYSTEMD: &[u8] = b"|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h %d %F\n";
+
+    #[test]
+    fn install_saves_and_uninstall_restores_byte_for_byte() {
+        for (pattern, limit) in [
+            (SYSTEMD, &b"16\n"[..]),
+            (b"core\n", b"0\n"),
+            (b"/var/crash/core.%e.%p", b"0"),
+            (b"|/opt/x \xff\x01 %p\n\n", b"2\n"),
+            (b"\n", b"0\n"),
+        ] {
+            let k = kernel(pattern, limit);
+            let ours = handler_pattern(Path::new(EXE), None).unwrap();
+            let out = install_kernel(&k.sys, &k.state, &ours, 4).unwrap();
+            assert!(
+                matches!(&out, InstallOutcome::Installed { previous_pattern, stale_record: false, .. } if previous_pattern == pattern),
+                "{out:?}"
+            );
+            assert_eq!(pattern_of(&k), ours.as_bytes());
+            let want_limit = parse_limit(Path::new("l"), limit).unwrap().max(4);
+            assert_eq!(trim_nl(&limit_of(&k)), want_limit.to_string().as_bytes());
+            let meta = fs::metadata(&k.state).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.mode() & 0o777, 0o700);
+            let saved_meta = fs::metadata(saved_path(&k.state)).unwrap();
+            assert_eq!(saved_meta.mode() & 0o777, 0o600);
+            let saved = saved_state(&k.state, my_uid(&k)).unwrap().unwrap();
+            assert_eq!(
+                saved,
+                SavedKernel {
+                    previous_pattern: pattern.to_vec(),
+                    previous_pipe_limit: limit.to_vec(),
+                    installed_pattern: ours.clone(),
+                }
+            );
+            let out = uninstall_kernel(&k.sys, &k.state).unwrap();
+            assert_eq!(
+                out,
+                UninstallOutcome::Restored {
+                    pattern: trim_nl(pattern).to_vec(),
+                    pipe_limit: trim_nl(limit).to_vec(),
+                }
+            );
+            assert_eq!(pattern_of(&k), trim_nl(pattern));
+            assert_eq!(limit_of(&k), trim_nl(limit));
+            assert!(!saved_path(&k.state).exists());
+            assert_eq!(
+                uninstall_kernel(&k.sys, &k.state).unwrap(),
+                UninstallOutcome::NothingToDo
+            );
+        }
+    }
+
+    #[test]
+    fn install_never_lowers_the_pipe_limit() {
+        let k = kernel(b"core\n", b"64\n");
+        let ours = handler_pattern(Path::new(EXE), None).unwrap();
+        let out = install_kernel(&k.sys, &k.state, &ours, 4).unwrap();
+        assert!(
+            matches!(out, InstallOutcome::Installed { pipe_limit: 64, .. }),
+            "{out:?}"
+        );
+        assert_eq!(limit_of(&k), b"64\n", "not rewritten");
+    }
+
+    #[test]
+    fn second_install_is_a_no_op_and_keeps_the_original_record() {
+        let k = kernel(SYSTEMD, b"16\n");
+        let ours = handler_pattern(Path::new(EXE), None).unwrap();
+        install_kernel(&k.sys, &k.state, &ours, 4).unwrap();
+        // The kernel shows our pattern with a newline.
+        fs::write(k.sys.core_pattern(), format!("{ours}\n")).unwrap();
+        let before = fs::read(saved_path(&k.state)).unwrap();
+        let out = install_kernel(&k.sys, &k.state, &ours, 32).unwrap();
+        assert_eq!(out, InstallOutcome::AlreadyInstalled { pipe_limit: 32 });
+        assert_eq!(pattern_of(&k), format!("{ours}\n").as_bytes());
+        assert_eq!(limit_of(&k), b"32");
+        assert_eq!(fs::read(saved_path(&k.state)).unwrap(), before);
+        assert!(out.to_string().contains("already installed"));
+        uninstall_kernel(&k.sys, &k.state).unwrap();
+        assert_eq!(pattern_of(&k), trim_nl(SYSTEMD));
+        assert_eq!(limit_of(&k), b"16");
+    }
+
+    #[test]
+    fn a_moved_coroner_is_replaced_keeping_the_previous_values() {
+        let k = kernel(b"core\n", b"0\n");
+        let old = handler_pattern(Path::new("/usr/bin/coroner"), None).unwrap();
+        install_kernel(&k.sys, &k.state, &old, 4).unwrap();
+        let new = handler_pattern(Path::new("/usr/local/bin/coroner"), None).unwrap();
+        let out = install_kernel(&k.sys, &k.state, &new, 4).unwrap();
+        assert!(
+            matches!(&out, InstallOutcome::Replaced { replaced, .. } if replaced == old.as_bytes()),
+            "{out:?}"
+        );
+        assert_eq!(pattern_of(&k), new.as_bytes());
+        let saved = saved_state(&k.state, my_uid(&k)).unwrap().unwrap();
+        assert_eq!(saved.previous_pattern, b"core\n");
+        assert_eq!(saved.previous_pipe_limit, b"0\n");
+        assert_eq!(saved.installed_pattern, new);
+        uninstall_kernel(&k.sys, &k.state).unwrap();
+        assert_eq!(pattern_of(&k), b"core");
+        assert_eq!(limit_of(&k), b"0");
+    }
+
+    #[test]
+    fn a_coroner_pattern_without_a_record_is_not_saved_as_previous() {
+        let ours = handler_pattern(Path::new(EXE), None).unwrap();
+        let k = kernel(format!("{ours}\n").as_bytes(), b"4\n");
+        let e = install_kernel(&k.sys, &k.state, &ours, 4).unwrap_err();
+        assert!(matches!(e, KernelError::UnknownPrevious { .. }), "{e}");
+        assert!(!saved_path(&k.state).exists());
+        let sock = socket_pattern(Path::new("/run/coroner.sock"), true).unwrap();
+        let k = kernel(format!("{sock}\n").as_bytes(), b"4\n");
+        assert!(matches!(
+            install_kernel(&k.sys, &k.state, &sock, 4),
+            Err(KernelError::UnknownPrevious { .. })
+        ));
+    }
+
+    #[test]
+    fn install_over_a_foreign_change_takes_a_fresh_record() {
+        let k = kernel(b"core\n", b"0\n");
+        let ours = handler_pattern(Path::new(EXE), None).unwrap();
+        install_kernel(&k.sys, &k.state, &ours, 4).unwrap();
+        fs::write(k.sys.core_pattern(), SYSTEMD).unwrap();
+        let out = install_kernel(&k.sys, &k.state, &ours, 4).unwrap();
+        assert!(
+            matches!(
+                out,
+                InstallOutcome::Installed {
+                    stale_record: true,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert!(out.to_string().contains("old record is replaced"), "{out}");
+        uninstall_kernel(&k.sys, &k.state).unwrap();
+        assert_eq!(pattern_of(&k), trim_nl(SYSTEMD));
+    }
+
+    #[test]
+    fn uninstall_leaves_someone_elses_pattern_alone() {
+        let k = kernel(b"core\n", b"0\n");
+        let ours = handler_pattern(Path::new(EXE), None).unwrap();
+        install_kernel(&k.sys, &k.state, &ours, 4).unwrap();
+        fs::write(k.sys.core_pattern(), SYSTEMD).unwrap();
+        let out = uninstall_kernel(&k.sys, &k.state).unwrap();
+        assert_eq!(
+            out,
+            UninstallOutcome::ChangedSince {
+                current: SYSTEMD.to_vec()
+            }
+        );
+        assert!(out.to_string().contains("left as is"), "{out}");
+        assert_eq!(pattern_of(&k), SYSTEMD);
+        assert_eq!(limit_of(&k), b"4");
+        assert!(!saved_path(&k.state).exists());
+    }
+
+    #[test]
+    fn install_refuses_unwritable_patterns_without_writing() {
+        let k = kernel(b"core\n", b"0\n");
+        for bad in ["", "|/x\n%p", "|/x\0", &"c".repeat(128)] {
+            assert!(install_kernel(&k.sys, &k.state, bad, 4).is_err(), "{bad:?}");
+        }
+        assert_eq!(pattern_of(&k), b"core\n");
+        assert!(!k.state.exists());
+        fs::write(k.sys.core_pipe_limit(), b"lots\n").unwrap();
+        let e = install_kernel(&k.sys, &k.state, "core", 4).unwrap_err();
+        assert!(
+            matches!(&e, KernelError::BadSysctlValue { value, .. } if value == "lots\\n"),
+            "{e}"
+        );
+        let missing = SysctlPaths {
+            dir: k.sys.dir.join("nope"),
+        };
+        assert!(matches!(
+            install_kernel(&missing, &k.state, "core", 4),
+            Err(KernelError::Read { .. })
+        ));
+    }
+
+    /// Plays a kernel (6.16.8+) that accepts `refuse` on write and fails
+    /// the read afterwards, or one that fails the write itself.
+    struct Refusing {
+        refuse: Vec<u8>,
+        on_write: bool,
+        pending: bool,
+    }
+
+    impl SysctlIo for Refusing {
+        fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+            if self.pending && path.ends_with("core_pattern") {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            Files.read(path)
+        }
+
+        fn write(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+            let refused = path.ends_with("core_pattern") && bytes == self.refuse;
+            if refused && self.on_write {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            self.pending = refused;
+            Files.write(path, bytes)
+        }
+    }
+
+    #[test]
+    fn a_pattern_refused_on_read_back_is_rolled_back() {
+        for on_write in [false, true] {
+            let k = kernel(SYSTEMD, b"2\n");
+            let sock = socket_pattern(Path::new("/run/coroner.sock"), true).unwrap();
+            let mut io = Refusing {
+                refuse: sock.clone().into_bytes(),
+                on_write,
+                pending: false,
+            };
+            let e = install_with(&mut io, &k.sys, &k.state, &sock, 16).unwrap_err();
+            match &e {
+                KernelError::NotTaken { why, rollback, .. } => {
+                    assert!(
+                        why.contains(if on_write {
+                            "write failed"
+                        } else {
+                            "reading it back"
+                        }),
+                        "{e}"
+                    );
+                    assert_eq!(rollback, "the earlier values are restored");
+                }
+                other => panic!("{other}"),
+            }
+            assert_eq!(pattern_of(&k), trim_nl(SYSTEMD));
+            assert_eq!(limit_of(&k), b"2");
+            assert!(!saved_path(&k.state).exists());
+        }
+    }
+
+    #[test]
+    fn a_failed_replace_keeps_the_earlier_record() {
+        let k = kernel(b"core\n", b"0\n");
+        let old = handler_pattern(Path::new("/usr/bin/coroner"), None).unwrap();
+        install_kernel(&k.sys, &k.state, &old, 4).unwrap();
+        let record = fs::read(saved_path(&k.state)).unwrap();
+        let new = handler_pattern(Path::new("/opt/coroner"), None).unwrap();
+        let mut io = Refusing {
+            refuse: new.clone().into_bytes(),
+            on_write: false,
+            pending: false,
+        };
+        assert!(install_with(&mut io, &k.sys, &k.state, &new, 4).is_err());
+        assert_eq!(pattern_of(&k), old.as_bytes());
+        assert_eq!(fs::read(saved_path(&k.state)).unwrap(), record);
+    }
+
+    #[test]
+    fn saved_state_refuses_untrusted_records() {
+        let k = kernel(b"core\n", b"0\n");
+        assert_eq!(saved_state(&k.state, uid()).unwrap(), None, "no state dir");
+        install_kernel(&k.sys, &k.state, "|/usr/bin/coroner handler %P", 4).unwrap();
+        let me = my_uid(&k);
+        assert!(saved_state(&k.state, me).unwrap().is_some());
+        let refused = |state: &Path, uid: u32, what: &str| match saved_state(state, uid) {
+            Err(KernelError::Untrusted { path, reason }) => {
+                assert!(reason.contains(what), "{} {reason}", path.display());
+                path
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        assert_eq!(
+            refused(&k.state, me.wrapping_add(1), "owned by uid"),
+            k.state
+        );
+        let file = saved_path(&k.state);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o620)).unwrap();
+        assert_eq!(refused(&k.state, me, "group- or world-writable"), file);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o602)).unwrap();
+        assert_eq!(refused(&k.state, me, "group- or world-writable"), file);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(&k.state, fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(refused(&k.state, me, "group- or world-writable"), k.state);
+        fs::set_permissions(&k.state, fs::Permissions::from_mode(0o700)).unwrap();
+        // A symlinked record and a symlinked state directory.
+        let elsewhere = k.state.with_file_name("elsewhere");
+        fs::rename(&file, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+        assert_eq!(refused(&k.state, me, "symbolic link"), file);
+        fs::remove_file(&file).unwrap();
+        fs::rename(&elsewhere, &file).unwrap();
+        let link = k.state.with_file_name("link");
+        std::os::unix::fs::symlink(&k.state, &link).unwrap();
+        assert_eq!(refused(&link, me, "symbolic link"), link);
+        // The installer refuses them too.
+        assert!(matches!(
+            uninstall_kernel(&k.sys, &link),
+            Err(KernelError::Untrusted { .. })
+        ));
+        assert!(saved_state(&k.state, me).unwrap().is_some());
+    }
+
+    #[test]
+    fn corrupt_records_are_errors_not_guesses() {
+        let k = kernel(b"core\n", b"0\n");
+        install_kernel(&k.sys, &k.state, "|/usr/bin/coroner handler %P", 4).unwrap();
+        let file = saved_path(&k.state);
+        let good = fs::read_to_string(&file).unwrap();
+        for bad in [
+            "not toml".to_owned(),
+            good.replace("format = 1", "format = 2"),
+            good.replace("format = 1", "format = 1\nextra = 1"),
+            good.replace(
+                "previous_pattern = \"636f72650a\"",
+                "previous_pattern = \"636\"",
+            ),
+            good.replace(
+                "previous_pattern = \"636f72650a\"",
+                "previous_pattern = \"zz\"",
+            ),
+            good.replace("installed_pattern = \"", "installed_pattern = \"ff"),
+            "x".repeat(70_000),
+        ] {
+            assert_ne!(bad, good);
+            fs::write(&file, &bad).unwrap();
+            let e = saved_state(&k.state, my_uid(&k)).unwrap_err();
+            assert!(matches!(e, KernelError::Saved { .. }), "{e}");
+            assert!(e.to_string().contains("kernel.saved"), "{e}");
+            assert!(uninstall_kernel(&k.sys, &k.state).is_err());
+        }
+        assert_eq!(pattern_of(&k), b"|/usr/bin/coroner handler %P");
+    }
+
+    #[test]
+    fn saved_record_round_trips_any_bytes() {
+        let all: Vec<u8> = (0..=255).collect();
+        let s = SavedKernel {
+            previous_pattern: all.clone(),
+            previous_pipe_limit: b"\"\n#".to_vec(),
+            installed_pattern: "|/c handler \"' #".into(),
+        };
+        let text = render_saved(&s);
+        assert_eq!(parse_saved(Path::new("k"), text.as_bytes()).unwrap(), s);
     }
 }
