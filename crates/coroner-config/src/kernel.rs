@@ -27,7 +27,8 @@
 //! kernel values, so there is never a coroner pattern without its record.
 //!
 //! Rules, as for the AeDebug installers (`install.rs`):
-//! - Installing while our pattern is in place changes nothing. Replacing an
+//! - Installing while our pattern is in place changes nothing (but raises a
+//!   pipe limit below the one asked for). Replacing an
 //!   older coroner pattern (the binary moved) keeps the original previous
 //!   values: our own pattern is never saved as "previous". A coroner
 //!   pattern in place with no record is an error, since what it replaced is
@@ -49,6 +50,11 @@
 //! pattern (`|prog args`) the kernel splits the command on white space
 //! *before* expanding the `%` specifiers (since Linux 5.3), so `%e` (the
 //! command name, which may hold spaces) stays one argument.
+//!
+//! Chaining ([`chain_command`]) honours only a previous *pipe* pattern:
+//! writing a core file ourselves, as root, to a path the crashing process
+//! influences is the apport CVE-2015-1324 class of bug, so a file pattern
+//! is not chained.
 
 use crate::edit::write_atomic;
 use crate::error::ConfigError;
@@ -57,7 +63,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -172,8 +178,14 @@ pub enum KernelError {
         rollback: String,
     },
     /// The previous pattern uses a specifier we cannot expand.
-    #[error("cannot chain: unsupported {specifier} in previous core_pattern \"{pattern}\"")]
-    ChainUnsupported { specifier: String, pattern: String },
+    #[error(
+        "cannot chain: unsupported {specifier} in previous core_pattern \"{pattern}\": {reason}"
+    )]
+    ChainUnsupported {
+        specifier: String,
+        pattern: String,
+        reason: &'static str,
+    },
     /// The previous pattern is a coroner handler: chaining would loop.
     #[error("cannot chain: previous core_pattern \"{pattern}\" is a coroner handler (would loop)")]
     ChainLoop { pattern: String },
@@ -1060,10 +1072,228 @@ fn uninstall_with(
     })
 }
 
+// ---------------------------------------------------------------------------
+// Chaining to the previous handler
+// ---------------------------------------------------------------------------
+
+/// The values the kernel would have given the previous handler, for
+/// expanding its pattern ([`chain_command`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainFields<'a> {
+    /// `%P`
+    pub pid: u32,
+    /// `%p`
+    pub ns_pid: u32,
+    /// `%I`
+    pub tid: u32,
+    /// `%i`
+    pub ns_tid: u32,
+    /// `%u`
+    pub uid: u32,
+    /// `%g`
+    pub gid: u32,
+    /// `%s`
+    pub signal: i32,
+    /// `%t`
+    pub time: i64,
+    /// `%h` (escaped as the kernel does: `/` becomes `!`).
+    pub host: &'a OsStr,
+    /// `%e` (escaped likewise).
+    pub comm: &'a OsStr,
+    /// `%E` (the path with `/` as `!`) and `%f` (its last component).
+    /// `None` when unknown: both then give `<comm> (path unknown)`, as the
+    /// kernel does for a process without an executable.
+    pub exe_path: Option<&'a Path>,
+    /// `%d`
+    pub dumpable: u8,
+    /// `%c`
+    pub core_limit: &'a str,
+    /// `%F`: the number of the pidfd the chained child gets. `None`: a
+    /// pattern using `%F` cannot be chained.
+    pub pidfd: Option<i32>,
+    /// `%C`: the CPU the process crashed on. `None`: a pattern using `%C`
+    /// cannot be chained.
+    pub cpu: Option<u32>,
+}
+
+impl HandlerArgs {
+    /// The [`ChainFields`] for these arguments, with the executable's path
+    /// (read by the handler through the pidfd) and the pidfd number the
+    /// chained child will have.
+    pub fn chain_fields<'a>(
+        &'a self,
+        exe_path: Option<&'a Path>,
+        pidfd: Option<i32>,
+    ) -> ChainFields<'a> {
+        ChainFields {
+            pid: self.pid,
+            ns_pid: self.ns_pid,
+            tid: self.tid,
+            ns_tid: self.ns_tid,
+            uid: self.uid,
+            gid: self.gid,
+            signal: self.signal,
+            time: self.time,
+            host: &self.host,
+            comm: &self.comm,
+            exe_path,
+            dumpable: self.dumpable,
+            core_limit: &self.core_limit,
+            pidfd,
+            cpu: None,
+        }
+    }
+}
+
+/// Appends `value` the way the kernel's `cn_esc_printf` does for `%e`,
+/// `%E`, `%f` and `%h`: `.` and `..` start with `!`, an empty value is `!`,
+/// every `/` is `!`.
+fn push_escaped(out: &mut Vec<u8>, value: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(value);
+    if value == b"." || value == b".." {
+        out[start] = b'!';
+    }
+    if out.len() == start {
+        out.push(b'!');
+    }
+    for b in &mut out[start..] {
+        if *b == b'/' {
+            *b = b'!';
+        }
+    }
+}
+
+/// Expands the specifiers in one word of a pipe command.
+fn expand_word(word: &[u8], f: &ChainFields<'_>, pattern: &[u8]) -> Result<Vec<u8>, KernelError> {
+    let unsupported = |specifier: String, reason: &'static str| KernelError::ChainUnsupported {
+        specifier,
+        pattern: escape(pattern),
+        reason,
+    };
+    let mut out = Vec::with_capacity(word.len());
+    let mut bytes = word.iter().copied();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let Some(c) = bytes.next() else {
+            return Err(unsupported("%".into(), "'%' at the end of a word"));
+        };
+        let exe_unknown = || {
+            let mut v = f.comm.as_bytes().to_vec();
+            v.extend_from_slice(b" (path unknown)");
+            v
+        };
+        match c {
+            b'%' => out.push(b'%'),
+            b'p' => out.extend(f.ns_pid.to_string().bytes()),
+            b'P' => out.extend(f.pid.to_string().bytes()),
+            b'i' => out.extend(f.ns_tid.to_string().bytes()),
+            b'I' => out.extend(f.tid.to_string().bytes()),
+            b'u' => out.extend(f.uid.to_string().bytes()),
+            b'g' => out.extend(f.gid.to_string().bytes()),
+            b'd' => out.extend(f.dumpable.to_string().bytes()),
+            b's' => out.extend(f.signal.to_string().bytes()),
+            b't' => out.extend(f.time.to_string().bytes()),
+            b'c' => out.extend(f.core_limit.bytes()),
+            b'h' => push_escaped(&mut out, f.host.as_bytes()),
+            b'e' => push_escaped(&mut out, f.comm.as_bytes()),
+            b'E' => match f.exe_path {
+                Some(p) => push_escaped(&mut out, p.as_os_str().as_bytes()),
+                None => push_escaped(&mut out, &exe_unknown()),
+            },
+            b'f' => match f.exe_path {
+                Some(p) => {
+                    let name = p.as_os_str().as_bytes();
+                    let name = name.rsplit(|b| *b == b'/').next().unwrap_or_default();
+                    push_escaped(&mut out, name)
+                }
+                None => push_escaped(&mut out, &exe_unknown()),
+            },
+            b'F' => match f.pidfd {
+                Some(fd) => out.extend(fd.to_string().bytes()),
+                None => return Err(unsupported("%F".into(), "no pidfd to pass")),
+            },
+            b'C' => match f.cpu {
+                Some(cpu) => out.extend(cpu.to_string().bytes()),
+                None => return Err(unsupported("%C".into(), "the CPU is not known")),
+            },
+            other => {
+                return Err(unsupported(
+                    format!("%{}", escape(&[other])),
+                    "unknown specifier",
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`chain_command`] without the loop check.
+fn expand_pipe(previous: &[u8], f: &ChainFields<'_>) -> Result<Option<Vec<OsString>>, KernelError> {
+    let prev = trim_nl(previous);
+    let Some(command) = prev.strip_prefix(b"|") else {
+        return Ok(None);
+    };
+    let words: Vec<&[u8]> = kernel_words(command).collect();
+    let program_err = |program: &[u8], reason| KernelError::ChainProgram {
+        program: escape(program),
+        pattern: escape(prev),
+        reason,
+    };
+    let Some(program) = words.first() else {
+        return Err(program_err(b"", "empty command"));
+    };
+    if !program.starts_with(b"/") {
+        return Err(program_err(program, "not an absolute path"));
+    }
+    if program.contains(&b'%') {
+        return Err(program_err(
+            program,
+            "contains a '%' specifier (the crashing process would choose the program)",
+        ));
+    }
+    words
+        .iter()
+        .map(|w| expand_word(w, f, prev).map(OsString::from_vec))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// The argv to run the previous handler with, expanded as the kernel would
+/// have: the pipe command (`|prog args`, one trailing newline ignored) is
+/// split on white space first, then each word's specifiers are replaced
+/// (`%P %p %I %i %u %g %s %t %h %e %E %f %d %c %F %C`, `%%` for `%`;
+/// `%h %e %E %f` escaped as the kernel does). An unknown specifier, a `%`
+/// ending a word, or `%F` / `%C` without a value is an error naming it, so
+/// the handler can log why it does not chain.
+///
+/// `Ok(None)`: the previous pattern is not a pipe. A file pattern (`core`,
+/// `/var/crash/core.%p`) is not honoured: writing a core file as root to a
+/// path the crashing process influences (its working directory, its
+/// `%e`) is exactly apport's CVE-2015-1324 class, so the handler refuses.
+/// A socket pattern (`@`, `@@`) is not chained either.
+///
+/// Errors, beyond specifiers: the previous pattern is a coroner handler
+/// (chaining would loop), or its program is not an absolute path or holds
+/// a `%` (the crashing process would choose what root executes).
+pub fn chain_command(
+    previous: &[u8],
+    f: &ChainFields<'_>,
+) -> Result<Option<Vec<OsString>>, KernelError> {
+    if is_handler_pattern(previous) {
+        return Err(KernelError::ChainLoop {
+            pattern: escape(trim_nl(previous)),
+        });
+    }
+    expand_pipe(previous, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStringExt;
     use std::os::unix::fs::PermissionsExt;
 
     const EXE: &str = "/usr/libexec/coroner/coroner";
@@ -1711,5 +1941,230 @@ mod tests {
         };
         let text = render_saved(&s);
         assert_eq!(parse_saved(Path::new("k"), text.as_bytes()).unwrap(), s);
+    }
+
+    // ----- chaining -----
+
+    fn fields<'a>(comm: &'a str, exe: Option<&'a Path>) -> ChainFields<'a> {
+        ChainFields {
+            pid: 4242,
+            ns_pid: 7,
+            tid: 4243,
+            ns_tid: 8,
+            uid: 1000,
+            gid: 100,
+            signal: 11,
+            time: 1_700_000_000,
+            host: OsStr::new("buildhost"),
+            comm: OsStr::new(comm),
+            exe_path: exe,
+            dumpable: 1,
+            core_limit: "18446744073709551615",
+            pidfd: Some(5),
+            cpu: None,
+        }
+    }
+
+    fn chain(previous: &[u8], f: &ChainFields<'_>) -> Vec<String> {
+        chain_command(previous, f)
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|w| w.into_string().unwrap())
+            .collect()
+    }
+
+    fn unsupported(previous: &[u8], f: &ChainFields<'_>) -> (String, &'static str) {
+        match chain_command(previous, f) {
+            Err(KernelError::ChainUnsupported {
+                specifier, reason, ..
+            }) => (specifier, reason),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn chains_to_systemd_coredump() {
+        let f = fields("sleep", Some(Path::new("/usr/bin/sleep")));
+        assert_eq!(
+            chain(SYSTEMD, &f),
+            [
+                "/usr/lib/systemd/systemd-coredump",
+                "4242",
+                "1000",
+                "100",
+                "11",
+                "1700000000",
+                "18446744073709551615",
+                "buildhost",
+                "1",
+                "5"
+            ]
+        );
+    }
+
+    #[test]
+    fn chains_to_apport_with_a_spaced_path() {
+        let apport = b"|/usr/share/apport/apport -p%p -s%s -c%c -d%d -P%P -u%u -g%g -F%F -- %E\n";
+        let f = fields("my app", Some(Path::new("/opt/my app/bin/my app")));
+        assert_eq!(
+            chain(apport, &f),
+            [
+                "/usr/share/apport/apport",
+                "-p7",
+                "-s11",
+                "-c18446744073709551615",
+                "-d1",
+                "-P4242",
+                "-u1000",
+                "-g100",
+                "-F5",
+                "--",
+                "!opt!my app!bin!my app"
+            ]
+        );
+        let f = fields("my app", None);
+        assert_eq!(
+            chain(b"|/bin/x %E %f", &f),
+            ["/bin/x", "my app (path unknown)", "my app (path unknown)"]
+        );
+    }
+
+    #[test]
+    fn a_comm_with_a_space_stays_one_argument() {
+        let f = fields("Web Content", None);
+        assert_eq!(
+            chain(b"|/usr/bin/collect  %e\t%p ", &f),
+            ["/usr/bin/collect", "Web Content", "7"]
+        );
+        let f = fields("..", Some(Path::new("/usr/bin/..")));
+        assert_eq!(chain(b"|/c %e %f", &f), ["/c", "!.", "!."]);
+        let f = fields("", None);
+        assert_eq!(chain(b"|/c x%ey", &f), ["/c", "x!y"]);
+        let f = ChainFields {
+            host: OsStr::new("a/b"),
+            ..fields(".", None)
+        };
+        assert_eq!(chain(b"|/c %h %e", &f), ["/c", "a!b", "!"]);
+    }
+
+    #[test]
+    fn percent_percent_and_unknown_specifiers() {
+        let f = fields("x", None);
+        assert_eq!(
+            chain(b"|/usr/bin/x 100%% %%p %%%p", &f),
+            ["/usr/bin/x", "100%", "%p", "%7"]
+        );
+        let (spec, reason) = unsupported(b"|/usr/bin/x -q%q", &f);
+        assert_eq!((spec.as_str(), reason), ("%q", "unknown specifier"));
+        let e = chain_command(b"|/usr/bin/x %q", &f).unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot chain: unsupported %q"),
+            "{e}"
+        );
+        assert_eq!(unsupported(b"|/usr/bin/x 5%", &f).0, "%");
+        assert_eq!(unsupported(b"|/usr/bin/x %\xff", &f).0, "%\\xff");
+        let no_pidfd = ChainFields { pidfd: None, ..f };
+        assert_eq!(unsupported(SYSTEMD, &no_pidfd).0, "%F");
+        assert_eq!(unsupported(b"|/usr/bin/x %C", &f).0, "%C");
+        let with_cpu = ChainFields { cpu: Some(3), ..f };
+        assert_eq!(
+            chain(b"|/usr/bin/x cpu%C", &with_cpu),
+            ["/usr/bin/x", "cpu3"]
+        );
+    }
+
+    #[test]
+    fn file_and_socket_patterns_are_not_chained() {
+        let f = fields("x", None);
+        for p in [
+            &b"core"[..],
+            b"core\n",
+            b"/var/crash/core.%e.%p",
+            b"",
+            b"@/run/systemd/coredump-kernel",
+            b"@@/run/systemd/coredump-kernel\n",
+        ] {
+            assert_eq!(chain_command(p, &f).unwrap(), None, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_to_chain_to_itself_or_to_a_chosen_program() {
+        let f = fields("x", None);
+        let ours = handler_pattern(Path::new(EXE), None).unwrap();
+        for p in [
+            format!("{ours}\n"),
+            handler_pattern(Path::new("/opt/elsewhere/tool"), Some(Path::new("/etc/c"))).unwrap(),
+        ] {
+            assert!(
+                matches!(
+                    chain_command(p.as_bytes(), &f),
+                    Err(KernelError::ChainLoop { .. })
+                ),
+                "{p}"
+            );
+        }
+        for p in [
+            &b"|"[..],
+            b"|   ",
+            b"|collect %p",
+            b"|/usr/bin/%e",
+            b"|/x%%/y",
+        ] {
+            assert!(
+                matches!(chain_command(p, &f), Err(KernelError::ChainProgram { .. })),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn our_pattern_expanded_by_the_chain_expander_parses_back() {
+        let exe = Path::new("/usr/bin/my app");
+        let original = HandlerArgs {
+            config: Some(PathBuf::from("/etc/coroner/c.toml")),
+            pid: 99,
+            tid: 100,
+            signal: 6,
+            time: 1_234_567_890,
+            dumpable: 2,
+            pidfd: Some(3),
+            uid: 0,
+            gid: 0,
+            core_limit: "0".into(),
+            host: "h".into(),
+            ns_pid: 1,
+            ns_tid: 2,
+            comm: "my app".into(),
+        };
+        let pattern = handler_pattern(Path::new(EXE), original.config.as_deref()).unwrap();
+        let argv = expand_pipe(
+            pattern.as_bytes(),
+            &original.chain_fields(Some(exe), Some(3)),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(argv.len(), 2 + 1 + HANDLER_FIELD_COUNT);
+        let by_hand = expand_by_hand(
+            &pattern,
+            &[
+                ("%P", b"99"),
+                ("%I", b"100"),
+                ("%s", b"6"),
+                ("%t", b"1234567890"),
+                ("%d", b"2"),
+                ("%F", b"3"),
+                ("%u", b"0"),
+                ("%g", b"0"),
+                ("%c", b"0"),
+                ("%h", b"h"),
+                ("%p", b"1"),
+                ("%i", b"2"),
+                ("%e", b"my app"),
+            ],
+        );
+        assert_eq!(argv, by_hand);
+        assert_eq!(parse_handler_args(&argv[2..]).unwrap(), original);
     }
 }
