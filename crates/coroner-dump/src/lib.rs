@@ -16,6 +16,7 @@ pub mod jit;
 pub mod minidump;
 pub mod output;
 pub mod plan;
+pub mod stream;
 
 pub use copy::{copy_regions, NoProgress, Progress};
 pub use jit::crash_context_from_jit_block;
