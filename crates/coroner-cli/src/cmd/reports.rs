@@ -546,7 +546,7 @@ fn list(store: &Store, a: &Args) -> anyhow::Result<ExitCode> {
                 escape(g.bucket.as_deref().unwrap_or("-")),
                 escape(exe),
                 format_time(g.last_time),
-                g.newest,
+                g.newest.0,
                 escape(g.signature.as_deref().unwrap_or("-")),
             );
         }
