@@ -212,13 +212,23 @@ pub enum StreamError {
 }
 
 /// Where a kept piece's bytes are.
-#[derive(Debug)]
 enum Store {
     Mem(Vec<u8>),
     /// At this offset of the scratch file.
     Scratch(u64),
     /// Not kept (no room); counted in a soft error.
     Dropped,
+}
+
+impl std::fmt::Debug for Store {
+    /// Sizes, not the (possibly megabytes of) bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Mem(v) => write!(f, "Mem({} bytes)", v.len()),
+            Store::Scratch(at) => write!(f, "Scratch({at:#x})"),
+            Store::Dropped => f.write_str("Dropped"),
+        }
+    }
 }
 
 /// Target memory `[vaddr, vaddr + len)`, stream bytes `[off, off + len)`.
@@ -472,6 +482,13 @@ impl CoreSink {
                     }
                 }
             }
+        }
+    }
+
+    fn failed(&self) -> bool {
+        match self {
+            CoreSink::None => false,
+            CoreSink::Plain { failed, .. } | CoreSink::Zstd { failed, .. } => *failed,
         }
     }
 
@@ -916,27 +933,25 @@ fn xnum_count(
     Ok(n)
 }
 
-/// Read an ELF core stream once, to EOF (or the deadline): store the core,
-/// parse its notes and keep the memory a minidump of `plan.minidump` needs.
-pub fn ingest(input: &mut dyn Read, plan: StreamPlan) -> Result<Ingested, StreamError> {
-    let started = Instant::now();
-    let StreamPlan {
-        core,
-        minidump,
-        max_bytes,
-        deadline,
-        scratch,
-    } = plan;
-    let plain_core = matches!(core, Some(CoreOut::Plain(_)));
-    if minidump == Some(DumpLevel::Full) && !plain_core && scratch.is_none() {
-        return Err(StreamError::NoScratch);
-    }
-    let mut input = Input {
-        r: input,
-        pos: 0,
-        deadline,
-    };
-    let mut soft: Vec<String> = Vec::new();
+/// What the stream's headers say, and the bytes read so far.
+struct Headers {
+    /// The stream from offset 0: ELF header, program headers and, when
+    /// they come first, the notes.
+    head: Vec<u8>,
+    meta: CoreMeta,
+    raw: Vec<RawPhdr>,
+    table_end: u64,
+    /// Where the headers say the core ends.
+    expected: u64,
+    /// `PT_NOTE` data as (offset, bytes to read), sorted.
+    notes: Vec<(u64, u64)>,
+    /// The notes are in `head` and parsed.
+    notes_first: bool,
+}
+
+/// Read and parse the ELF header, program headers and (when they come
+/// before the memory) the notes.
+fn read_headers(input: &mut Input<'_>, soft: &mut Vec<String>) -> Result<Headers, StreamError> {
     let mut meta = CoreMeta::default();
 
     // ELF header.
@@ -956,14 +971,7 @@ pub fn ingest(input: &mut dyn Read, plan: StreamPlan) -> Result<Ingested, Stream
     // Program header count (PN_XNUM: see the module docs).
     let mut phnum = u64::from(hdr.phnum);
     if hdr.phnum == PN_XNUM {
-        phnum = xnum_count(
-            &mut input,
-            &mut head,
-            hdr.phoff,
-            hdr.phentsize,
-            shoff,
-            &mut soft,
-        )?;
+        phnum = xnum_count(input, &mut head, hdr.phoff, hdr.phentsize, shoff, soft)?;
     }
     let cap = (MAX_TABLE_BYTES / hdr.phentsize).min(MAX_PHDRS);
     if phnum > cap {
@@ -1032,17 +1040,143 @@ pub fn ingest(input: &mut dyn Read, plan: StreamPlan) -> Result<Ingested, Stream
     let notes_end = notes.iter().map(|&(o, w)| o + w).max().unwrap_or(0);
     let notes_first =
         notes_end <= first_data && notes_end <= table_end.saturating_add(MAX_NOTE_BYTES);
-    let pre = if notes_first {
+    if notes_first {
         input.fill(&mut head, notes_end, "notes")?;
         for &(o, w) in &notes {
             meta.parse_notes(&head[o as usize..(o + w) as usize], o);
         }
-        let snap = meta.snapshot(&NoMemory);
-        let crash = meta.crash_context();
-        Some((snap, crash))
-    } else {
-        None
+    }
+    Ok(Headers {
+        head,
+        meta,
+        raw,
+        table_end,
+        expected,
+        notes,
+        notes_first,
+    })
+}
+
+/// The finished core: the file, the backing for memory reads (plain) and
+/// the file's size.
+struct FinishedCore {
+    file: Option<File>,
+    backing: Option<CoreBacking>,
+    file_bytes: u64,
+}
+
+/// Patch a truncated plain core's program headers, or finish the zstd
+/// stream.
+fn finish_core(
+    core_sink: CoreSink,
+    h: &HeaderFacts<'_>,
+    max_bytes: u64,
+    soft: &mut Vec<String>,
+) -> FinishedCore {
+    let (raw, expected, table_end) = (h.raw, h.expected, h.table_end);
+    let mut core_file = None;
+    let mut backing = None;
+    let mut core_file_bytes = 0;
+    match core_sink {
+        CoreSink::None => {}
+        CoreSink::Plain { file, stored, .. } => {
+            if stored < expected {
+                if stored < table_end {
+                    soft.push(format!(
+                        "the core holds {stored} bytes, less than its headers: not patched"
+                    ));
+                }
+                for (at, v) in phdr_patches(raw, stored) {
+                    if let Err(e) = file.write_all_at(&v.to_le_bytes(), at) {
+                        soft.push(format!(
+                            "cannot patch the core's program header at {at:#x}: {e}"
+                        ));
+                    }
+                }
+            }
+            core_file_bytes = stored;
+            match file.try_clone() {
+                Ok(f) => {
+                    backing = Some(CoreBacking {
+                        file: f,
+                        len: stored,
+                        loads: h.loads.to_vec(),
+                    })
+                }
+                Err(e) => soft.push(format!("cannot reopen the core to read memory: {e}")),
+            }
+            core_file = Some(file);
+        }
+        CoreSink::Zstd {
+            enc,
+            stored,
+            prepatched,
+            ..
+        } => {
+            if stored < expected && !(prepatched && stored == max_bytes) {
+                soft.push(format!(
+                    "the zstd core holds {stored} of {expected} bytes; its program headers still describe all of them"
+                ));
+            }
+            match enc.finish() {
+                Ok(mut f) => {
+                    if let Err(e) = f.flush() {
+                        soft.push(format!("cannot flush the zstd core: {e}"));
+                    }
+                    core_file_bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    core_file = Some(f);
+                }
+                Err(e) => soft.push(format!("cannot finish the zstd core: {e}")),
+            }
+        }
+    }
+
+    FinishedCore {
+        file: core_file,
+        backing,
+        file_bytes: core_file_bytes,
+    }
+}
+
+/// The header facts [`finish_core`] needs.
+struct HeaderFacts<'a> {
+    raw: &'a [RawPhdr],
+    expected: u64,
+    table_end: u64,
+    loads: &'a [LoadSegment],
+}
+
+/// Read an ELF core stream once, to EOF (or the deadline): store the core,
+/// parse its notes and keep the memory a minidump of `plan.minidump` needs.
+pub fn ingest(input: &mut dyn Read, plan: StreamPlan) -> Result<Ingested, StreamError> {
+    let started = Instant::now();
+    let StreamPlan {
+        core,
+        minidump,
+        max_bytes,
+        deadline,
+        scratch,
+    } = plan;
+    let plain_core = matches!(core, Some(CoreOut::Plain(_)));
+    if minidump == Some(DumpLevel::Full) && !plain_core && scratch.is_none() {
+        return Err(StreamError::NoScratch);
+    }
+    let mut input = Input {
+        r: input,
+        pos: 0,
+        deadline,
     };
+    let mut soft: Vec<String> = Vec::new();
+    let Headers {
+        head,
+        mut meta,
+        raw,
+        table_end,
+        expected,
+        notes,
+        notes_first,
+    } = read_headers(&mut input, &mut soft)?;
+    let pre = notes_first.then(|| (meta.snapshot(&NoMemory), meta.crash_context()));
 
     // Outputs.
     let core_sink = match core {
@@ -1139,6 +1273,12 @@ pub fn ingest(input: &mut dyn Read, plan: StreamPlan) -> Result<Ingested, Stream
     if stream_bytes > max_bytes && storing {
         reasons.push(format!("size cap {max_bytes} bytes"));
     }
+    if core_sink.failed() {
+        reasons.push(format!(
+            "core write failed at offset {}",
+            core_sink.stored()
+        ));
+    }
     if stream_bytes < expected && !timed_out {
         reasons.push(format!(
             "stream ended at offset {stream_bytes} of {expected}"
@@ -1169,63 +1309,18 @@ pub fn ingest(input: &mut dyn Read, plan: StreamPlan) -> Result<Ingested, Stream
     }
 
     // Finish the core.
-    let mut core_file = None;
-    let mut backing = None;
     let core_bytes = core_sink.stored();
-    let mut core_file_bytes = 0;
-    match core_sink {
-        CoreSink::None => {}
-        CoreSink::Plain { file, stored, .. } => {
-            if stored < expected {
-                if stored < table_end {
-                    soft.push(format!(
-                        "the core holds {stored} bytes, less than its headers: not patched"
-                    ));
-                }
-                for (at, v) in phdr_patches(&raw, stored) {
-                    if let Err(e) = file.write_all_at(&v.to_le_bytes(), at) {
-                        soft.push(format!(
-                            "cannot patch the core's program header at {at:#x}: {e}"
-                        ));
-                    }
-                }
-            }
-            core_file_bytes = stored;
-            match file.try_clone() {
-                Ok(f) => {
-                    backing = Some(CoreBacking {
-                        file: f,
-                        len: stored,
-                        loads: meta.loads.clone(),
-                    })
-                }
-                Err(e) => soft.push(format!("cannot reopen the core to read memory: {e}")),
-            }
-            core_file = Some(file);
-        }
-        CoreSink::Zstd {
-            enc,
-            stored,
-            prepatched,
-            ..
-        } => {
-            if stored < expected && !(prepatched && stored == max_bytes) {
-                soft.push(format!(
-                    "the zstd core holds {stored} of {expected} bytes; its program headers still describe all of them"
-                ));
-            }
-            match enc.finish() {
-                Ok(mut f) => {
-                    if let Err(e) = f.flush() {
-                        soft.push(format!("cannot flush the zstd core: {e}"));
-                    }
-                    core_file_bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    core_file = Some(f);
-                }
-                Err(e) => soft.push(format!("cannot finish the zstd core: {e}")),
-            }
-        }
-    }
+    let facts = HeaderFacts {
+        raw: &raw,
+        expected,
+        table_end,
+        loads: &meta.loads,
+    };
+    let FinishedCore {
+        file: core_file,
+        backing,
+        file_bytes: core_file_bytes,
+    } = finish_core(core_sink, &facts, max_bytes, &mut soft);
 
     let memory = keeper.into_memory(backing);
     let mut snapshot = meta.snapshot(&memory);
