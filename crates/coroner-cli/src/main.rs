@@ -6,6 +6,7 @@
 
 mod cmd;
 mod dump_args;
+mod dumpdir;
 mod naming;
 mod progress;
 
@@ -43,6 +44,8 @@ fn main() -> ExitCode {
         Some("run") => cmd::run::run(&args),
         Some("config") => cmd::config::run(&args),
         Some("dbg") => cmd::dbg::run(&args),
+        Some("handler") => cmd::handler::run(&args),
+        Some("reports") => cmd::reports::run(&args),
         Some("install") => cmd::config::preload(true, &args),
         Some("uninstall") => cmd::config::preload(false, &args),
         Some("help" | "--help" | "-h") => {

@@ -247,7 +247,13 @@ impl Crashed {
             }
             Err(e) => m.problems.push(format!("cgroup: {e}")),
         }
-        match (self.link("ns/pid"), std::fs::read_link("/proc/self/ns/pid")) {
+        let ns_pid = coroner_sys::fs::open_dir_at(self.dir.as_fd(), OsStr::new("ns"))
+            .and_then(|ns| coroner_sys::fs::read_link_at(ns.as_fd(), OsStr::new("pid")))
+            .map_err(|source| ProcError::Read {
+                path: PathBuf::from(format!("/proc/{}/ns/pid", self.pid.0)),
+                source,
+            });
+        match (ns_pid, std::fs::read_link("/proc/self/ns/pid")) {
             (Ok(theirs), Ok(ours)) if theirs.as_slice() != ours.as_os_str().as_encoded_bytes() => {
                 m.container_pid_ns = Some(theirs)
             }

@@ -13,7 +13,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// `name` as a C string if it is one path component.
@@ -237,11 +237,50 @@ pub fn free_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     ))
 }
 
+/// Take ownership of descriptor `n` inherited from the parent (the
+/// kernel's `%F` pidfd at fd 3), after checking that it is open and is a
+/// pidfd (its fdinfo has a `Pid:` line). It is made close-on-exec.
+pub fn take_inherited_pidfd(n: i32) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor table; it takes integers.
+    if unsafe { libc::fcntl(n, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let info = std::fs::read(format!("/proc/self/fdinfo/{n}"))?;
+    let link = std::fs::read_link(format!("/proc/self/fd/{n}"))?;
+    let is_pidfd = link
+        .as_os_str()
+        .as_bytes()
+        .starts_with(b"anon_inode:[pidfd]")
+        || link.as_os_str().as_bytes() == b"pidfd:[pidfd]"
+        || link.as_os_str().as_bytes().starts_with(b"pidfd:");
+    if !is_pidfd || !info.split(|&c| c == b'\n').any(|l| l.starts_with(b"Pid:")) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `n` is open (checked above) and, as an inherited descriptor
+    // nothing in this process has wrapped, gets exactly one owner here.
+    let fd = unsafe { OwnedFd::from_raw_fd(n) };
+    crate::set_cloexec(fd.as_fd(), true)?;
+    Ok(fd)
+}
+
+/// `dup2(fd, target)` without close-on-exec on `target`, so a child started
+/// next inherits `fd` as `target` (the chained handler's fd 3). A no-op
+/// beyond clearing close-on-exec when `fd` already is `target`.
+pub fn dup_to(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
+    if fd.as_raw_fd() == target {
+        return crate::set_cloexec(fd, false);
+    }
+    // SAFETY: dup2 takes two integers; `fd` is open for the call. Whatever
+    // `target` named before is closed by the kernel: the caller owns that
+    // slot (fd 3 is reserved for the pidfd in the handler).
+    let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
+    crate::check(r.into()).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::os::fd::AsFd;
 
     #[test]
     fn tmpfile_link_never_replaces_and_names_are_components() {

@@ -165,3 +165,9 @@ pub fn uids() -> (u32, u32) {
     // SAFETY: getuid/geteuid take no arguments and cannot fail.
     unsafe { (libc::getuid(), libc::geteuid()) }
 }
+
+/// `umask(mask)`, returning the previous mask.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask takes an integer, touches no memory and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}

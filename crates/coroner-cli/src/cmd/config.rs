@@ -167,8 +167,22 @@ pub fn uninstall(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 pub const INSTALL_USAGE: &str = "\
-Usage: coroner install --jit --system [--preload-file FILE] [--library LIB]
+Usage: coroner install --system [--config FILE] [--sysctl-dir DIR] [--pipe-limit N]
+       coroner uninstall --system [--config FILE] [--sysctl-dir DIR]
+       coroner install --jit --system [--preload-file FILE] [--library LIB]
        coroner uninstall --jit --system [--preload-file FILE] [--library LIB]
+
+--system         the kernel tier: set kernel.core_pattern to run `coroner
+                 handler` for every crashing process (and core_pipe_limit, so
+                 /proc/PID stays valid while it runs); the values replaced are
+                 saved under [kernel] state_dir and uninstall restores them
+                 byte for byte. The handler forwards each core to the handler
+                 that was there before (chaining, [kernel] chain).
+--config FILE    the handler reads FILE instead of /etc/coroner/coroner.toml
+                 (root-owned, not writable by others)
+--sysctl-dir DIR edit DIR/core_pattern and DIR/core_pipe_limit instead of
+                 /proc/sys/kernel (tests)
+--pipe-limit N   core_pipe_limit to set at least (default 16)
 
 --jit --system   load the crash runtime (libcoroner.so) into every dynamically
                  linked program, through /etc/ld.so.preload; uninstall removes
@@ -185,6 +199,9 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
     let mut system = false;
     let mut file = PathBuf::from("/etc/ld.so.preload");
     let mut lib: Option<PathBuf> = None;
+    let mut config: Option<PathBuf> = None;
+    let mut sysctl_dir: Option<PathBuf> = None;
+    let mut pipe_limit = 16u32;
     let mut it = raw.iter();
     while let Some(a) = it.next() {
         match a.to_str() {
@@ -199,6 +216,26 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
                     .next()
                     .map(PathBuf::from)
                     .ok_or_else(|| UsageError("--preload-file needs a file".into()))?
+            }
+            Some("--config") => {
+                config = Some(
+                    it.next()
+                        .map(PathBuf::from)
+                        .ok_or_else(|| UsageError("--config needs a file".into()))?,
+                )
+            }
+            Some("--sysctl-dir") => {
+                sysctl_dir = Some(
+                    it.next()
+                        .map(PathBuf::from)
+                        .ok_or_else(|| UsageError("--sysctl-dir needs a directory".into()))?,
+                )
+            }
+            Some("--pipe-limit") => {
+                pipe_limit = it
+                    .next()
+                    .and_then(|v| v.to_str()?.parse().ok())
+                    .ok_or_else(|| UsageError("--pipe-limit needs a number".into()))?
             }
             Some("--library") => {
                 lib = Some(
@@ -215,11 +252,11 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if !(jit && system) {
-        return Err(UsageError(
-            "only --jit --system is available here (the kernel tier's install comes with its issue)".into(),
-        )
-        .into());
+    if !system {
+        return Err(UsageError("say --system (see coroner install --help)".into()).into());
+    }
+    if !jit {
+        return kernel_tier(install, config, sysctl_dir, pipe_limit);
     }
     let lib = match lib {
         Some(l) => l,
@@ -233,4 +270,87 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("editing {}", file.display()))?;
     println!("{msg}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `coroner install|uninstall --system`: the kernel tier's core_pattern.
+fn kernel_tier(
+    install: bool,
+    config: Option<PathBuf>,
+    sysctl_dir: Option<PathBuf>,
+    pipe_limit: u32,
+) -> anyhow::Result<ExitCode> {
+    use coroner_config::kernel::{handler_pattern, install_kernel, uninstall_kernel, SysctlPaths};
+    if let Some(c) = &config {
+        if !c.is_absolute() {
+            return Err(
+                UsageError(format!("--config {} must be an absolute path", c.display())).into(),
+            );
+        }
+    }
+    let sources = coroner_config::Sources {
+        system: config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(coroner_config::SYSTEM_CONFIG)),
+        user: None,
+        env_override: None,
+        search_path: None,
+        trusted_owner: 0,
+        notes: Vec::new(),
+    };
+    let loaded = coroner_config::load(&sources)?;
+    for w in &loaded.warnings {
+        eprintln!("coroner: warning: {w}");
+    }
+    if config.is_some() && !loaded.warnings.is_empty() {
+        anyhow::bail!(
+            "the handler would ignore {}: fix its owner or mode first",
+            sources.system.display()
+        );
+    }
+    let state = &loaded.config.kernel.state_dir;
+    let sys = sysctl_dir
+        .map(|dir| SysctlPaths { dir })
+        .unwrap_or_else(SysctlPaths::system);
+    if install {
+        let exe = std::env::current_exe()
+            .and_then(|e| e.canonicalize())
+            .context("cannot find this program's path")?;
+        trusted_program(&exe)?;
+        let pattern = handler_pattern(&exe, config.as_deref())?;
+        let outcome = install_kernel(&sys, state, &pattern, pipe_limit)
+            .with_context(|| format!("installing in {}", sys.dir.display()))?;
+        println!("{outcome}");
+    } else {
+        let outcome = uninstall_kernel(&sys, state)
+            .with_context(|| format!("uninstalling from {}", sys.dir.display()))?;
+        println!("{outcome}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The kernel runs the handler as root for every crash: the program and
+/// every directory above it must be root-owned and writable by nobody else,
+/// or whoever can replace it owns the machine.
+fn trusted_program(exe: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut p = Some(exe);
+    while let Some(cur) = p {
+        let m = std::fs::symlink_metadata(cur)
+            .with_context(|| format!("cannot stat {}", cur.display()))?;
+        // A root-owned sticky directory (like /tmp) is fine above the
+        // program: nobody else may rename or remove what root put there.
+        let sticky_ok = cur != exe && m.uid() == 0 && m.mode() & 0o1000 != 0;
+        if m.uid() != 0 || (m.mode() & 0o022 != 0 && !sticky_ok) {
+            anyhow::bail!(
+                "{} is {} (mode {:o}, owner uid {}): the kernel would run {} as root for every crash, so it must be root-owned and writable only by root",
+                cur.display(),
+                if m.uid() != 0 { "not owned by root" } else { "writable by group or others" },
+                m.mode() & 0o7777,
+                m.uid(),
+                exe.display()
+            );
+        }
+        p = cur.parent();
+    }
+    Ok(())
 }

@@ -5,4 +5,6 @@ pub mod config;
 pub mod dbg;
 pub mod dbg_prompt;
 pub mod dump;
+pub mod handler;
+pub mod reports;
 pub mod run;
