@@ -229,22 +229,22 @@ fn pipe(raw: &[OsString]) -> ExitCode {
     });
     let pidfd = take_pidfd(&args, &mut log);
     let crash = identify(args, pidfd, &kernel, &mut log);
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        collect(&crash, &config, &kernel, started, &mut log)
-    }));
-    let spool = match result {
-        Ok(Ok(spool)) => spool,
-        Ok(Err(e)) => {
-            log.warn(&format!("{e:#}"));
-            None
-        }
-        Err(_) => {
-            log.warn("the handler panicked; nothing was published for this crash");
-            None
-        }
+    let chain_to = chain_argv(&crash, &kernel, &mut log);
+    let mut out = Collected {
+        spool: None,
+        stream_read: false,
+        chain: chain_to.is_some(),
     };
-    if kernel.chain {
-        chain(&crash, &kernel, spool, &mut log);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        collect(&crash, &config, &kernel, started, &mut out, &mut log)
+    }));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log.warn(&format!("{e:#}")),
+        Err(_) => log.warn("the handler panicked; nothing was published for this crash"),
+    }
+    if let Some(argv) = chain_to {
+        chain(&argv, out.spool.take(), out.stream_read, &mut log);
     }
     ExitCode::SUCCESS
 }
@@ -305,6 +305,16 @@ fn identify(
 /// What the chained handler is fed: the plain core we spooled.
 type Spool = Option<File>;
 
+/// What `collect` leaves for chaining, whatever its outcome.
+struct Collected {
+    /// The plain core as received (unnamed unless the core was published).
+    spool: Spool,
+    /// Something was read from stdin (so it can no longer be handed on).
+    stream_read: bool,
+    /// A chained handler wants the whole core.
+    chain: bool,
+}
+
 fn md_level(l: CfgLevel) -> Option<DumpLevel> {
     match l {
         CfgLevel::Mini => Some(DumpLevel::Mini),
@@ -319,15 +329,16 @@ fn collect(
     config: &Config,
     kernel: &KernelTier,
     started: Instant,
+    out: &mut Collected,
     log: &mut Log,
-) -> anyhow::Result<Spool> {
+) -> anyhow::Result<()> {
     let a = &crash.args;
     let base = crash.exe_base().to_owned();
     if kernel.excluded(&base) || kernel.excluded(&crash.comm()) {
         log.info(&format!(
             "{base} is excluded ([kernel] exclude): not collected"
         ));
-        return Ok(None);
+        return Ok(());
     }
     let default_dumps;
     let eff = config.effective(&base, false);
@@ -360,7 +371,7 @@ fn collect(
     if let Some(m) = &crash.meta {
         if store.was_reported(&crash.boot_id, a.pid, m.start_time)? {
             log.info("already reported by the in-process runtime: not reported twice");
-            return Ok(None);
+            return Ok(());
         }
     }
     let limits = RateLimits {
@@ -373,7 +384,7 @@ fn collect(
             log.warn(&format!(
                 "rate limit: {base} crashed {suppressed} times over the limit in this interval; counted, not dumped"
             ));
-            return Ok(None);
+            return Ok(());
         }
         Admission::Record { suppressed_before } => suppressed_before,
     };
@@ -390,7 +401,7 @@ fn collect(
     // What to write.
     let want_core = dumps.types.contains(&CfgLevel::Core);
     let md = dumps.types.iter().find_map(|l| md_level(*l));
-    let need_plain = want_core || kernel.chain || md == Some(DumpLevel::Full);
+    let need_plain = want_core || out.chain || md == Some(DumpLevel::Full);
     let plain = if need_plain {
         Some(dir.tmpfile().context("cannot create the core file")?)
     } else {
@@ -410,6 +421,12 @@ fn collect(
     let mut report = new_report(crash);
     report.notes = notes;
     report.suppressed_before = suppressed_before;
+    out.spool = plain
+        .as_ref()
+        .map(File::try_clone)
+        .transpose()
+        .context("cannot duplicate the core file descriptor")?;
+    out.stream_read = true;
     let ingested = ingest(&mut io::stdin().lock(), plan);
     let reader = reader_uid(crash, kernel);
     let mut written: Vec<DumpFile> = Vec::new();
@@ -475,7 +492,7 @@ fn collect(
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            return Ok(plain);
+            return Ok(());
         }
     };
     let gc = store.gc(&retention, 0, Some(id))?;
@@ -483,9 +500,11 @@ fn collect(
         log.warn(&p);
     }
     log.info(&format!(
-        "{base} (signal {}) recorded as report {id} in {}: {}",
+        "{base} (signal {}) recorded as report {id} in {} ({} ms, peak memory {} KiB): {}",
         a.signal,
         dir.path().display(),
+        started.elapsed().as_millis(),
+        peak_rss_kib(),
         report
             .dumps
             .iter()
@@ -493,7 +512,19 @@ fn collect(
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    Ok(plain)
+    Ok(())
+}
+
+/// This process's peak resident set (`VmHWM`), for the log line.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The uid that may read the dumps besides root: the crashing user, only
@@ -695,16 +726,18 @@ fn analyze(minidump: &File, crash: &Crash, r: &mut NewReport, log: &mut Log) {
     }
 }
 
-/// Forward the core to the handler installed before us, as the kernel
-/// would have run it: its own pattern expanded, the core on stdin, the
-/// pidfd as fd 3. Waits for it, so it still sees `/proc/PID`.
-fn chain(crash: &Crash, kernel: &KernelTier, spool: Spool, log: &mut Log) {
+/// The handler installed before us, with its pattern expanded as the
+/// kernel would have (`None`: nothing to chain to, or chaining is off).
+fn chain_argv(crash: &Crash, kernel: &KernelTier, log: &mut Log) -> Option<Vec<OsString>> {
+    if !kernel.chain {
+        return None;
+    }
     let saved = match saved_state(&kernel.state_dir, 0) {
         Ok(Some(s)) => s,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(e) => {
             log.warn(&format!("not chaining: {e}"));
-            return;
+            return None;
         }
     };
     let a = &crash.args;
@@ -716,14 +749,20 @@ fn chain(crash: &Crash, kernel: &KernelTier, spool: Spool, log: &mut Log) {
     });
     let exe_path = (!crash.exe.is_empty()).then(|| Path::new(crash.exe.as_str()));
     let fields = a.chain_fields(exe_path, pidfd3.then_some(3));
-    let argv = match chain_command(&saved.previous_pattern, &fields) {
-        Ok(Some(argv)) if !argv.is_empty() => argv,
-        Ok(_) => return,
+    match chain_command(&saved.previous_pattern, &fields) {
+        Ok(Some(argv)) if !argv.is_empty() => Some(argv),
+        Ok(_) => None,
         Err(e) => {
             log.warn(&format!("not chaining: {e}"));
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Forward the core to the handler installed before us: the spooled core
+/// on its stdin (or the untouched stream itself), the pidfd as fd 3. Waits
+/// for it, so it still sees `/proc/PID`.
+fn chain(argv: &[OsString], spool: Spool, stream_read: bool, log: &mut Log) {
     let stdin = match spool {
         Some(mut f) => match f.rewind() {
             Ok(()) => Stdio::from(f),
@@ -735,7 +774,11 @@ fn chain(crash: &Crash, kernel: &KernelTier, spool: Spool, log: &mut Log) {
             }
         },
         // Nothing was read from the stream: hand it on as it is.
-        None => Stdio::inherit(),
+        None if !stream_read => Stdio::inherit(),
+        None => {
+            log.warn("not chaining: the core stream was read but not kept");
+            return;
+        }
     };
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
