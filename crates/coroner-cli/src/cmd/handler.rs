@@ -443,6 +443,17 @@ fn collect(
             report.notes.push(format!("core stream: {e}"));
         }
         Ok(ing) => {
+            // Every stream byte up to the size cap goes to the plain core
+            // in order, so fewer stored means a write failed (disk full).
+            // Such a core is never published (a dump is complete under its
+            // name or absent); it is cut back to the prefix that was stored
+            // (its headers are patched to that), giving the space of the
+            // failed write back to the minidump and the store row.
+            let core_failed = plain.is_some()
+                && ing.stats.core_bytes < ing.stats.stream_bytes.min(kernel.process_size_max);
+            if let (true, Some(core)) = (core_failed, &plain) {
+                let _ = core.set_len(ing.stats.core_bytes);
+            }
             report.truncated = ing.stats.truncated;
             if let Some(why) = &ing.stats.truncated_reason {
                 log.warn(&format!("core truncated: {why}"));
@@ -462,7 +473,18 @@ fn collect(
                     }
                 }
             }
-            if want_core {
+            if want_core && core_failed {
+                let why = ing
+                    .soft_errors
+                    .iter()
+                    .find(|e| e.starts_with("core write failed"))
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        format!("the write failed after {} bytes", ing.stats.core_bytes)
+                    });
+                log.warn(&format!("core not written: {why}"));
+                report.notes.push(format!("core not written: {why}"));
+            } else if want_core {
                 if let Some(core) = &plain {
                     let r = publish_core(&dir, core, dumps.compress, &stem, kernel, reader, ing);
                     match r {
