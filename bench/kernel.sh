@@ -85,9 +85,8 @@ run_case() { # NAME SETUP...
         times+=("$ms")
     done
     RESULT[$name]=$(printf '%s\n' "${times[@]}" | median)
-    local size
-    size=$( (du -cb "$OUT"/core.* "$OUT"/dumps/*.dmp "$OUT"/dumps/*.core "$OUT/cat.out" 2>/dev/null || true) | tail -1 | cut -f1)
-    printf '%-34s %8s ms   output %6s MiB\n' "$name" "${RESULT[$name]}" "$(( size / 1048576 ))"
+    printf '%-34s %8s ms   files of the last run:\n' "$name" "${RESULT[$name]}"
+    (ls -l "$OUT"/dumps/* "$OUT"/core.* "$OUT"/cat.out 2>/dev/null || true) | awk '{printf "      %12d  %s\n", $5, $NF}'
 }
 
 set_kernel_file() { echo "$OUT/core.%p" > /proc/sys/kernel/core_pattern; }
@@ -127,7 +126,7 @@ storm() { # LABEL RATE_BURST
     rows=$( ("$CORONER" reports list --folder "$OUT/dumps" 2>/dev/null || true) | wc -l)
     peak=$( (dmesg | sed -n 's/.*peak memory \([0-9]*\) KiB.*/\1/p' || true) | sort -n | tail -1)
     awk -v n="$1" -v c="$STORM" -v ns=$((t1 - t0)) -v rows="$rows" -v peak="${peak:-?}" \
-        'BEGIN {printf "storm %-22s %d crashes in %.2f s = %.1f crashes/s; %d reports stored; handler peak memory %s KiB\n", n, c, ns/1e9, c/(ns/1e9), rows, peak}'
+        'BEGIN {printf "storm %-22s %d crashes in %.2f s = %.1f crashes/s; %d reports kept ([localdumps] count = 10 per executable); handler peak memory %s KiB\n", n, c, ns/1e9, c/(ns/1e9), rows, peak}'
 }
 storm "(rate limit 10/min)" 10
 storm "(no rate limit)" 0

@@ -87,10 +87,18 @@ fn launches(s: &Setup) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The dump files in the folder (the report store `reports.db*` beside
+/// them is not a dump).
 fn dumps(s: &Setup) -> Vec<PathBuf> {
     std::fs::read_dir(&s.dumps)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("reports.db")
+        })
         .collect()
 }
 
@@ -186,6 +194,23 @@ fn check(kind_name: &str, mode: &str) {
         "{kind_name}: dump's exception thread"
     );
     assert!(stderr.contains("dump: written"), "{stderr}");
+    // The runtime's LocalDumps step filed the crash in the report store.
+    let store = coroner_store::Store::open(&s.dumps).expect("report store beside the dump");
+    let rows = store.list(&coroner_store::Filter::default()).unwrap();
+    assert_eq!(rows.len(), 1, "{kind_name}: one report: {rows:#?}");
+    let r = &rows[0];
+    assert_eq!(r.tier, coroner_store::Tier::Runtime);
+    assert_eq!(
+        (r.signal, r.tid as i32),
+        (k.signal, tid as i32),
+        "{kind_name}"
+    );
+    assert_eq!(r.jit, coroner_store::JitOutcome::Launched);
+    assert_eq!(
+        Some(r.dumps[0].name.as_str()),
+        d[0].file_name().and_then(|n| n.to_str())
+    );
+    assert!(r.bucket.is_some(), "{kind_name}: analyzed: {r:#?}");
 }
 
 mod signalled {

@@ -171,3 +171,15 @@ pub fn set_umask(mask: u32) -> u32 {
     // SAFETY: umask takes an integer, touches no memory and cannot fail.
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
+
+/// `fcntl(fd, F_SETPIPE_SZ, bytes)`: grow a pipe's buffer (the kernel
+/// rounds up to a power-of-two number of pages, at most
+/// `/proc/sys/fs/pipe-max-size` for unprivileged callers). Returns the new
+/// size. Fails with `EBADF` if `fd` is not a pipe.
+pub fn set_pipe_size(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: F_SETPIPE_SZ takes an integer and touches no memory of ours.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    check(r.into()).map(|n| n as usize)
+}

@@ -95,10 +95,17 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
             let progress = BarProgress::new(args.quiet);
             let stats = coroner_dump::dump_attached(&att, &path, args.overwrite, &opts, &progress)
                 .with_context(|| format!("cannot dump process {pid}"))?;
+            let crash = opts.crash.clone();
             att.detach()
                 .with_context(|| format!("detaching from process {pid}"))?;
             progress.finish();
             summary(&args, &path, &stats, t);
+            if let Err(e) = record_runtime_report(folder, pid, crash.as_ref(), &path, &opts, &stats)
+            {
+                eprintln!(
+                    "coroner: the dump is written but the crash is not in the report store: {e:#}"
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Target::WatchPid { pid, dest } => {
@@ -287,4 +294,112 @@ fn summary(args: &DumpArgs, path: &Path, stats: &DumpStats, t: Instant) {
     for e in &stats.soft_errors {
         eprintln!("  note: {e}");
     }
+}
+
+/// The runtime's LocalDumps step files its crash in the report store of the
+/// dump folder (`reports.db` beside the dump), so `coroner reports` lists
+/// it and the kernel tier, seeing the same process (boot id, pid, start
+/// time) crash on, does not report it twice. Runs as the crashing user,
+/// which is also who analyzes the dump here.
+fn record_runtime_report(
+    folder: &Path,
+    pid: Pid,
+    crash: Option<&CrashContext>,
+    dump: &Path,
+    opts: &DumpOptions,
+    stats: &DumpStats,
+) -> anyhow::Result<()> {
+    use coroner_store::{DumpFile, JitOutcome, NewReport, Store, Tier};
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let status = coroner_proc::procfs::read_status(pid).ok();
+    let exe = coroner_proc::procfs::exe_path(pid)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let cmdline = coroner_proc::procfs::read_proc_file(pid, "cmdline")
+        .map(|c| {
+            c.split(|&b| b == 0)
+                .filter(|w| !w.is_empty())
+                .map(lossy)
+                .collect()
+        })
+        .unwrap_or_default();
+    let start_time = coroner_proc::procfs::read_proc_file(pid, "stat")
+        .ok()
+        .and_then(|s| coroner_proc::procfs::parse_stat(&s).ok())
+        .map_or(0, |(_, t)| t);
+    let comm = coroner_proc::procfs::comm(pid)
+        .map(|c| lossy(&c))
+        .unwrap_or_default();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    // A dump is only taken when the debugger (if any) did not take over.
+    let base = exe.rsplit('/').next().unwrap_or(&exe).to_owned();
+    let jit = match coroner_config::load(&coroner_config::Sources::from_environment()) {
+        Ok(l) if l.config.effective(&base, false).debugger.is_some() => JitOutcome::Launched,
+        _ => JitOutcome::None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let name = dump
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut report = NewReport {
+        time: now.as_secs() as i64,
+        time_nsec: now.subsec_nanos(),
+        tier: Tier::Runtime,
+        host,
+        boot_id,
+        exe,
+        comm,
+        cmdline,
+        cwd: std::fs::read_link(format!("/proc/{}/cwd", pid.0))
+            .ok()
+            .map(|p| p.display().to_string()),
+        pid: pid.0 as u32,
+        tid: crash.map_or(pid.0 as u32, |c| c.tid.0 as u32),
+        start_time,
+        uid: status.as_ref().map_or(0, |s| s.uid[0]),
+        gid: status.as_ref().map_or(0, |s| s.gid[0]),
+        signal: crash.map_or(0, |c| c.siginfo.signo()),
+        si_code: crash.map_or(0, |c| c.siginfo.code()),
+        fault_addr: crash.and_then(|c| c.siginfo.fault_address()),
+        cgroup: None,
+        unit: None,
+        container: None,
+        dumpable: None,
+        sensitive: false,
+        jit,
+        reported: true,
+        signature: None,
+        bucket: None,
+        analysis_json: None,
+        dumps: vec![DumpFile {
+            name,
+            format: match opts.format {
+                coroner_dump::DumpFormat::Minidump => "minidump".into(),
+                coroner_dump::DumpFormat::ElfCore => "core".into(),
+            },
+            level: Some(opts.level.as_str().into()),
+            bytes: stats.bytes_written,
+            truncated: false,
+        }],
+        truncated: false,
+        suppressed_before: 0,
+        notes: stats.soft_errors.clone(),
+    };
+    if let Ok(a) = coroner_analyze::analyze_path(dump, &coroner_analyze::AnalyzeOptions::default())
+    {
+        report.signature = Some(a.signature.text.clone());
+        report.bucket = Some(a.signature.bucket.clone());
+        report.analysis_json = serde_json::to_string(&a).ok();
+    }
+    let mut store = Store::open(folder)?;
+    store.insert(&report)?;
+    Ok(())
 }
