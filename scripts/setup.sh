@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need_pkgs=()
-for pkg in gdb lldb procdump binutils gcc g++ make procps libc6-dbg; do
+for pkg in gdb lldb procdump binutils gcc g++ make procps libc6-dbg libc6-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
