@@ -48,6 +48,21 @@ impl Sources {
         Sources::from_vars(|k| std::env::var_os(k), coroner_sys::at_secure())
     }
 
+    /// Only the system-wide file `system` (or [`SYSTEM_CONFIG`]), trusted
+    /// when owned by `owner` and not writable by others: what root's
+    /// system-wide pieces (the kernel-tier handler, `install --system`) read.
+    /// No per-user file, no environment override, no `PATH`.
+    pub fn system_only(system: Option<&Path>, owner: u32) -> Sources {
+        Sources {
+            system: system.map_or_else(|| PathBuf::from(SYSTEM_CONFIG), Path::to_path_buf),
+            user: None,
+            env_override: None,
+            search_path: None,
+            trusted_owner: owner,
+            notes: Vec::new(),
+        }
+    }
+
     /// [`Sources::from_environment`] with the variables and the `AT_SECURE`
     /// flag given. In a secure process only the system file is used.
     pub fn from_vars(var: impl Fn(&str) -> Option<OsString>, at_secure: bool) -> Sources {

@@ -287,16 +287,7 @@ fn kernel_tier(
             );
         }
     }
-    let sources = coroner_config::Sources {
-        system: config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(coroner_config::SYSTEM_CONFIG)),
-        user: None,
-        env_override: None,
-        search_path: None,
-        trusted_owner: 0,
-        notes: Vec::new(),
-    };
+    let sources = coroner_config::Sources::system_only(config.as_deref(), 0);
     let loaded = coroner_config::load(&sources)?;
     for w in &loaded.warnings {
         eprintln!("coroner: warning: {w}");

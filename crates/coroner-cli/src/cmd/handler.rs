@@ -24,7 +24,7 @@ use crate::dumpdir::{set_access, DumpDir, FolderMode};
 use crate::naming::{sanitize_component, yymmdd_hhmmss};
 use anyhow::Context;
 use coroner_config::kernel::{chain_command, parse_handler_args, saved_state, HandlerArgs};
-use coroner_config::{Config, DumpLevel as CfgLevel, KernelTier, Sources, SYSTEM_CONFIG};
+use coroner_config::{Config, DumpLevel as CfgLevel, KernelTier, Sources};
 use coroner_dump::stream::{ingest, CoreOut, Ingested, StreamPlan};
 use coroner_dump::{DumpFormat, DumpLevel, DumpOptions, NoProgress};
 use coroner_proc::crashed::{CrashMeta, Crashed};
@@ -39,7 +39,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -161,17 +161,7 @@ impl Crash {
 }
 
 fn load_config(args: &HandlerArgs, log: &mut Log) -> Config {
-    let sources = Sources {
-        system: args
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(SYSTEM_CONFIG)),
-        user: None,
-        env_override: None,
-        search_path: None,
-        trusted_owner: 0,
-        notes: Vec::new(),
-    };
+    let sources = Sources::system_only(args.config.as_deref(), 0);
     match coroner_config::load(&sources) {
         Ok(l) => {
             for w in l.warnings {

@@ -443,15 +443,8 @@ fn load_config(explicit: Option<&Path>) -> anyhow::Result<coroner_config::Config
             // a file named on the command line must be there.
             std::fs::symlink_metadata(file)
                 .with_context(|| format!("cannot use the configuration file {}", file.display()))?;
-            coroner_config::Sources {
-                system: file.to_path_buf(),
-                user: None,
-                env_override: None,
-                search_path: None,
-                // Trusted when owned by whoever runs this (root: root).
-                trusted_owner: coroner_sys::uids().1,
-                notes: Vec::new(),
-            }
+            // Trusted when owned by whoever runs this (root: root).
+            coroner_config::Sources::system_only(Some(file), coroner_sys::uids().1)
         }
         None => coroner_config::Sources::from_environment(),
     };
