@@ -38,6 +38,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let command = args.remove(0);
+    // Commands that print data end quietly when their reader goes away
+    // (`| head`). Not the handler (the kernel's helper) nor the debugger,
+    // which write to pipes of their own.
+    if matches!(
+        command.to_str(),
+        Some("reports" | "analyze" | "config" | "help")
+    ) {
+        let _ = coroner_sys::signal::default_action(libc::SIGPIPE);
+    }
     let result = match command.to_str() {
         Some("dump") => cmd::dump::run(&args),
         Some("analyze") => cmd::analyze::run(&args),

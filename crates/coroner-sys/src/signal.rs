@@ -88,6 +88,20 @@ pub fn ignore(sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Set `sig`'s disposition back to `SIG_DFL` (a report printer whose
+/// reader went away, as in `coroner reports list | head`, then ends
+/// quietly on SIGPIPE, as every Unix filter does, instead of failing on
+/// EPIPE).
+pub fn default_action(sig: i32) -> io::Result<()> {
+    // SAFETY: signal(2) with SIG_DFL installs no handler code; `sig` is a
+    // plain integer the kernel validates.
+    let r = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if r == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
