@@ -215,8 +215,16 @@ impl ModuleImage {
                 let inner = Arc::new(Inner::from_found(found, build_id));
                 let mut c = lock(cache());
                 c.retain(|_, w| w.strong_count() > 0);
-                c.insert(key, Arc::downgrade(&inner));
-                inner
+                // Another thread may have read the same file meanwhile:
+                // share its copy rather than replace it (so every image of
+                // one file keeps sharing one read).
+                match c.get(&key).and_then(Weak::upgrade) {
+                    Some(theirs) => theirs,
+                    None => {
+                        c.insert(key, Arc::downgrade(&inner));
+                        inner
+                    }
+                }
             }
         };
         ModuleImage::with_inner(code_file, base, size, inner)
