@@ -17,7 +17,7 @@ mod common;
 
 use common::{coroner, crasher, dump_on_crash, only_file};
 use coroner_config::kernel::{handler_pattern, install_kernel, SysctlPaths};
-use coroner_store::{DumpFile, Filter, JitOutcome, NewReport, Report, Store, Tier};
+use coroner_store::{DumpFile, Filter, NewReport, Report, Store, Tier};
 use std::ffi::OsString;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -1193,9 +1193,6 @@ fn crash_already_reported_by_the_runtime_is_not_reported_twice() {
         .trim()
         .to_owned();
     let runtime_row = |start_time: u64| NewReport {
-        time: T0,
-        time_nsec: 0,
-        tier: Tier::Runtime,
         host: "testhost".into(),
         boot_id: boot_id.clone(),
         exe: crasher().display().to_string(),
@@ -1210,20 +1207,8 @@ fn crash_already_reported_by_the_runtime_is_not_reported_twice() {
         signal: SIGSEGV,
         si_code: SEGV_MAPERR,
         fault_addr: Some(0),
-        cgroup: None,
-        unit: None,
-        container: None,
         dumpable: Some(1),
-        sensitive: false,
-        jit: JitOutcome::None,
-        reported: true,
-        signature: None,
-        bucket: None,
-        analysis_json: None,
-        dumps: Vec::new(),
-        truncated: false,
-        suppressed_before: 0,
-        notes: Vec::new(),
+        ..NewReport::new(Tier::Runtime, T0)
     };
     let stream = fx.stream(&segv_core().bytes);
 

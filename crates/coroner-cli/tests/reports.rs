@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use coroner_store::{DumpFile, JitOutcome, NewReport, ReportId, Store, Tier};
+use coroner_store::{DumpFile, NewReport, ReportId, Store, Tier};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -115,9 +115,6 @@ impl Fixture {
 
 fn new_report(exe: &str, time: i64, signal: i32) -> NewReport {
     NewReport {
-        time,
-        time_nsec: 0,
-        tier: Tier::Kernel,
         host: "testhost".into(),
         boot_id: "boot".into(),
         exe: exe.into(),
@@ -132,20 +129,8 @@ fn new_report(exe: &str, time: i64, signal: i32) -> NewReport {
         signal,
         si_code: 1,
         fault_addr: Some(0),
-        cgroup: None,
-        unit: None,
-        container: None,
         dumpable: Some(1),
-        sensitive: false,
-        jit: JitOutcome::None,
-        reported: true,
-        signature: None,
-        bucket: None,
-        analysis_json: None,
-        dumps: Vec::new(),
-        truncated: false,
-        suppressed_before: 0,
-        notes: Vec::new(),
+        ..NewReport::new(Tier::Kernel, time)
     }
 }
 

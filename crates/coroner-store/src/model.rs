@@ -162,6 +162,47 @@ pub struct NewReport {
     pub notes: Vec<String>,
 }
 
+impl NewReport {
+    /// A report of `tier` at `time` (seconds since the epoch) with every
+    /// other field empty, zero or absent, `jit` none and `reported` true;
+    /// writers fill in what they know with struct update syntax.
+    pub fn new(tier: Tier, time: i64) -> NewReport {
+        NewReport {
+            time,
+            time_nsec: 0,
+            tier,
+            host: String::new(),
+            boot_id: String::new(),
+            exe: String::new(),
+            comm: String::new(),
+            cmdline: Vec::new(),
+            cwd: None,
+            pid: 0,
+            tid: 0,
+            start_time: 0,
+            uid: 0,
+            gid: 0,
+            signal: 0,
+            si_code: 0,
+            fault_addr: None,
+            cgroup: None,
+            unit: None,
+            container: None,
+            dumpable: None,
+            sensitive: false,
+            jit: JitOutcome::None,
+            reported: true,
+            signature: None,
+            bucket: None,
+            analysis_json: None,
+            dumps: Vec::new(),
+            truncated: false,
+            suppressed_before: 0,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// A stored report: its id and every [`NewReport`] field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Report {

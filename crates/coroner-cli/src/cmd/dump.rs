@@ -350,9 +350,7 @@ fn record_runtime_report(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut report = NewReport {
-        time: now.as_secs() as i64,
         time_nsec: now.subsec_nanos(),
-        tier: Tier::Runtime,
         host,
         boot_id,
         exe,
@@ -369,16 +367,7 @@ fn record_runtime_report(
         signal: crash.map_or(0, |c| c.siginfo.signo()),
         si_code: crash.map_or(0, |c| c.siginfo.code()),
         fault_addr: crash.and_then(|c| c.siginfo.fault_address()),
-        cgroup: None,
-        unit: None,
-        container: None,
-        dumpable: None,
-        sensitive: false,
         jit,
-        reported: true,
-        signature: None,
-        bucket: None,
-        analysis_json: None,
         dumps: vec![DumpFile {
             name,
             format: match opts.format {
@@ -389,9 +378,8 @@ fn record_runtime_report(
             bytes: stats.bytes_written,
             truncated: false,
         }],
-        truncated: false,
-        suppressed_before: 0,
         notes: stats.soft_errors.clone(),
+        ..NewReport::new(Tier::Runtime, now.as_secs() as i64)
     };
     if let Ok(a) = coroner_analyze::analyze_path(dump, &coroner_analyze::AnalyzeOptions::default())
     {

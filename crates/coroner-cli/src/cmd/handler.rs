@@ -29,9 +29,7 @@ use coroner_dump::stream::{ingest, CoreOut, Ingested, StreamPlan};
 use coroner_dump::{DumpFormat, DumpLevel, DumpOptions, NoProgress};
 use coroner_proc::crashed::{CrashMeta, Crashed};
 use coroner_store::text::escape;
-use coroner_store::{
-    Admission, DumpFile, JitOutcome, NewReport, RateLimits, Retention, Store, Tier,
-};
+use coroner_store::{Admission, DumpFile, NewReport, RateLimits, Retention, Store, Tier};
 use coroner_types::Pid;
 use std::ffi::OsString;
 use std::fs::File;
@@ -557,9 +555,6 @@ fn new_report(crash: &Crash) -> NewReport {
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let m = crash.meta.as_ref();
     NewReport {
-        time: a.time,
-        time_nsec: 0,
-        tier: Tier::Kernel,
         host: lossy(a.host.as_bytes()),
         boot_id: crash.boot_id.clone(),
         exe: crash.exe.clone(),
@@ -574,8 +569,6 @@ fn new_report(crash: &Crash) -> NewReport {
         uid: a.uid,
         gid: a.gid,
         signal: a.signal,
-        si_code: 0,
-        fault_addr: None,
         cgroup: m.and_then(|m| m.cgroup.as_deref()).map(lossy),
         unit: m
             .and_then(|m| m.cgroup.as_deref())
@@ -588,15 +581,7 @@ fn new_report(crash: &Crash) -> NewReport {
         container: m.and_then(|m| m.container_pid_ns.as_deref()).map(lossy),
         dumpable: Some(a.dumpable),
         sensitive: m.is_none_or(|m| !m.plainly_dumpable(a.dumpable)),
-        jit: JitOutcome::None,
-        reported: true,
-        signature: None,
-        bucket: None,
-        analysis_json: None,
-        dumps: Vec::new(),
-        truncated: false,
-        suppressed_before: 0,
-        notes: Vec::new(),
+        ..NewReport::new(Tier::Kernel, a.time)
     }
 }
 
