@@ -110,6 +110,42 @@ pub struct LocalDumps {
     pub apps: BTreeMap<String, AppOverride>,
 }
 
+impl Default for LocalDumps {
+    /// What an empty `[localdumps]` table means: the default folder and
+    /// count, mini dumps, uncompressed, the default timeout.
+    fn default() -> Self {
+        LocalDumps {
+            folder: PathBuf::from(DEFAULT_DUMP_FOLDER),
+            count: DEFAULT_DUMP_COUNT,
+            level: DumpLevel::Mini,
+            types: vec![DumpLevel::Mini],
+            compress: false,
+            timeout: DEFAULT_DUMP_TIMEOUT,
+            dumper: None,
+            apps: BTreeMap::new(),
+        }
+    }
+}
+
+impl LocalDumps {
+    /// The settings for the executable `base` (a basename): its
+    /// `[localdumps.apps.NAME]` keys over these.
+    pub fn effective(&self, base: &str) -> EffectiveDumps<'_> {
+        let app = self.apps.get(base);
+        EffectiveDumps {
+            folder: app
+                .and_then(|a| a.folder.as_deref())
+                .unwrap_or(&self.folder),
+            count: app.and_then(|a| a.count).unwrap_or(self.count),
+            level: app.and_then(|a| a.level).unwrap_or(self.level),
+            types: app.and_then(|a| a.types.as_deref()).unwrap_or(&self.types),
+            compress: self.compress,
+            timeout: self.timeout,
+            dumper: self.dumper.as_deref(),
+        }
+    }
+}
+
 /// `[localdumps.apps.NAME]`: what one executable overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AppOverride {
@@ -336,18 +372,7 @@ impl Config {
             (Some(i386), true) => i386,
             _ => &self.aedebug,
         };
-        let localdumps = self.localdumps.as_ref().map(|ld| {
-            let app = ld.apps.get(base);
-            EffectiveDumps {
-                folder: app.and_then(|a| a.folder.as_deref()).unwrap_or(&ld.folder),
-                count: app.and_then(|a| a.count).unwrap_or(ld.count),
-                level: app.and_then(|a| a.level).unwrap_or(ld.level),
-                types: app.and_then(|a| a.types.as_deref()).unwrap_or(&ld.types),
-                compress: ld.compress,
-                timeout: ld.timeout,
-                dumper: ld.dumper.as_deref(),
-            }
-        });
+        let localdumps = self.localdumps.as_ref().map(|ld| ld.effective(base));
         Effective {
             debugger: ae.debugger.as_ref().filter(|d| !d.is_empty()),
             auto: ae.auto,
@@ -1039,16 +1064,15 @@ pub(crate) fn resolve(layers: Vec<(Layer, &Path)>, origin: &mut Origins) -> Conf
         timeout: i.timeout.unwrap_or(aedebug.timeout),
     });
     let localdumps = ld.map(|d| {
-        let types = d.level.unwrap_or_else(|| vec![DumpLevel::Mini]);
+        let dflt = LocalDumps::default();
+        let types = d.level.unwrap_or(dflt.types);
         LocalDumps {
-            folder: d
-                .folder
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DUMP_FOLDER)),
-            count: d.count.unwrap_or(DEFAULT_DUMP_COUNT),
-            level: types.first().copied().unwrap_or(DumpLevel::Mini),
+            folder: d.folder.unwrap_or(dflt.folder),
+            count: d.count.unwrap_or(dflt.count),
+            level: types.first().copied().unwrap_or(dflt.level),
             types,
-            compress: d.compress.unwrap_or(false),
-            timeout: d.timeout.unwrap_or(DEFAULT_DUMP_TIMEOUT),
+            compress: d.compress.unwrap_or(dflt.compress),
+            timeout: d.timeout.unwrap_or(dflt.timeout),
             dumper: d.dumper,
             apps: d.apps,
         }
@@ -1198,6 +1222,22 @@ mod tests {
         let bl = back.localdumps.as_ref().unwrap();
         assert_eq!((&bl.types, bl.compress), (&ld.types, true), "{text}");
         assert_eq!(p(&text).unwrap().kernel, c.kernel);
+    }
+
+    #[test]
+    fn an_empty_localdumps_table_is_the_default() {
+        let c = p("[localdumps]\n").unwrap();
+        assert_eq!(c.localdumps, Some(LocalDumps::default()));
+        let d = LocalDumps::default();
+        let e = d.effective("anything");
+        assert_eq!(
+            (e.folder, e.count, e.types),
+            (
+                Path::new(DEFAULT_DUMP_FOLDER),
+                DEFAULT_DUMP_COUNT,
+                &[DumpLevel::Mini][..]
+            )
+        );
     }
 
     #[test]

@@ -333,27 +333,14 @@ fn collect(
         ));
         return Ok(());
     }
-    let default_dumps;
-    let eff = config.effective(&base, false);
-    let dumps = match &eff.localdumps {
-        Some(d) => d,
-        None => {
-            default_dumps = coroner_config::parse_str("[localdumps]\n", Path::new("<defaults>"))
-                .ok()
-                .and_then(|c| c.localdumps)
-                .context("built-in [localdumps] defaults")?;
-            let d = &default_dumps;
-            &coroner_config::EffectiveDumps {
-                folder: &d.folder,
-                count: d.count,
-                level: d.level,
-                types: &d.types,
-                compress: d.compress,
-                timeout: d.timeout,
-                dumper: None,
-            }
-        }
-    };
+    // The kernel tier collects even without a `[localdumps]` table: its
+    // defaults then, as an empty table would give.
+    let fallback = coroner_config::LocalDumps::default();
+    let dumps = config
+        .localdumps
+        .as_ref()
+        .unwrap_or(&fallback)
+        .effective(&base);
     let mode = FolderMode {
         group: kernel.group,
         traverse: kernel.user_access,
