@@ -214,6 +214,16 @@ pub fn parse_status(text: &[u8]) -> Result<ProcStatus, ParseError> {
     Ok(st)
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), empty if unreadable.
+/// With a PID and its start time it names one process for good: the key
+/// both crash tiers record, so the kernel tier can tell a crash the runtime
+/// already reported.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// `/proc/PID/status`, parsed.
 pub fn read_status(pid: Pid) -> Result<ProcStatus, ProcError> {
     let text = read_proc_file(pid, "status")?;

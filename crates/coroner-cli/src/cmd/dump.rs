@@ -330,9 +330,7 @@ fn record_runtime_report(
     let comm = coroner_proc::procfs::comm(pid)
         .map(|c| lossy(&c))
         .unwrap_or_default();
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    let boot_id = coroner_proc::procfs::boot_id();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();

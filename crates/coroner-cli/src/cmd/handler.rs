@@ -251,9 +251,7 @@ fn identify(
     log: &mut Log,
 ) -> Crash {
     let mut notes = Vec::new();
-    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    let boot_id = coroner_proc::procfs::boot_id();
     let pid = Pid(args.pid as i32);
     let (crashed, meta) = match Crashed::open(pid, pidfd) {
         Ok(c) => match c.read_meta(kernel.environment) {
