@@ -4,9 +4,13 @@
 //! - A constructor in `.init_array` calls `coroner_runtime::install()` when
 //!   the library is loaded (`LD_PRELOAD`, `/etc/ld.so.preload`, or linked);
 //!   a failure prints one line on stderr and never stops the program.
-//! - Interposers for `sigaction`, `signal`, `bsd_signal`, `sysv_signal` and
-//!   `pthread_create` forward to the runtime, which keeps the program's
-//!   dispositions and gives each thread a guard-paged alternate stack.
+//! - Interposers for every libc call that sets a signal disposition
+//!   (`sigaction`, `__sigaction`, `signal`, `bsd_signal`, `ssignal`,
+//!   `sysv_signal`, `__sysv_signal`, `sigset`, `sigignore`, `siginterrupt`)
+//!   and for `pthread_create` forward to the runtime, which keeps the
+//!   program's dispositions and gives each thread a guard-paged alternate
+//!   stack. glibc's own versions call its internal `__sigaction`, which no
+//!   interposer sees, hence one interposer each.
 //! - The C API of `include/coroner.h`: `coroner_install`,
 //!   `coroner_debug_break`, `coroner_launch_debugger`, `coroner_fail_fast`.
 //!
@@ -88,6 +92,20 @@ pub unsafe extern "C" fn sigaction(
     unsafe { coroner_runtime::sigaction(sig, act, oldact) }
 }
 
+/// Interposed `__sigaction` (glibc exports it; the same as `sigaction`).
+///
+/// # Safety
+/// As libc's `sigaction`.
+#[no_mangle]
+pub unsafe extern "C" fn __sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    oldact: *mut libc::sigaction,
+) -> c_int {
+    // SAFETY: forwarded precondition.
+    unsafe { coroner_runtime::sigaction(sig, act, oldact) }
+}
+
 /// Interposed `signal(3)`.
 ///
 /// # Safety
@@ -106,6 +124,57 @@ pub unsafe extern "C" fn signal(sig: c_int, handler: sighandler_t) -> sighandler
 pub unsafe extern "C" fn bsd_signal(sig: c_int, handler: sighandler_t) -> sighandler_t {
     // SAFETY: forwarded precondition.
     unsafe { coroner_runtime::bsd_signal(sig, handler) }
+}
+
+/// Interposed `ssignal(3)` (glibc: the same as `signal`).
+///
+/// # Safety
+/// As libc's `ssignal`.
+#[no_mangle]
+pub unsafe extern "C" fn ssignal(sig: c_int, handler: sighandler_t) -> sighandler_t {
+    // SAFETY: forwarded precondition.
+    unsafe { coroner_runtime::signal(sig, handler) }
+}
+
+/// Interposed `__sysv_signal`: what `signal` is redirected to when a C
+/// program is compiled without `_DEFAULT_SOURCE` (e.g. `-std=c99`).
+///
+/// # Safety
+/// As libc's `sysv_signal`.
+#[no_mangle]
+pub unsafe extern "C" fn __sysv_signal(sig: c_int, handler: sighandler_t) -> sighandler_t {
+    // SAFETY: forwarded precondition.
+    unsafe { coroner_runtime::sysv_signal(sig, handler) }
+}
+
+/// Interposed `sigset(3)` (System V; `SIG_HOLD` blocks the signal).
+///
+/// # Safety
+/// As libc's `sigset`.
+#[no_mangle]
+pub unsafe extern "C" fn sigset(sig: c_int, disp: sighandler_t) -> sighandler_t {
+    // SAFETY: forwarded precondition.
+    unsafe { coroner_runtime::sigset(sig, disp) }
+}
+
+/// Interposed `sigignore(3)`.
+///
+/// # Safety
+/// As libc's `sigignore`.
+#[no_mangle]
+pub unsafe extern "C" fn sigignore(sig: c_int) -> c_int {
+    // SAFETY: forwarded precondition.
+    unsafe { coroner_runtime::sigignore(sig) }
+}
+
+/// Interposed `siginterrupt(3)`.
+///
+/// # Safety
+/// As libc's `siginterrupt`.
+#[no_mangle]
+pub unsafe extern "C" fn siginterrupt(sig: c_int, flag: c_int) -> c_int {
+    // SAFETY: forwarded precondition.
+    unsafe { coroner_runtime::siginterrupt(sig, flag) }
 }
 
 /// Interposed `sysv_signal(3)`.

@@ -400,3 +400,156 @@ fn program_with_its_own_handler_is_unaffected() {
     assert!(r.report.is_none());
     assert!(!out.exists());
 }
+
+/// `tests/c/NAME.c` compiled with the system C compiler (once per run) into
+/// the profile directory.
+fn c_program(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap();
+    if let Some((_, p)) = built.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let dir = profile_dir().join("coroner-preload-c");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let out = dir.join(name);
+    // Built beside, then renamed: another run of these tests may be using
+    // the previous binary.
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let status = Command::new(cc)
+        .args(["-O0", "-g", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success(), "compiling {}: {status}", src.display());
+    std::fs::rename(&tmp, &out).unwrap();
+    built.push((name.to_string(), out.clone()));
+    out
+}
+
+/// Runs `program args` without coroner (core files off).
+fn run_plain(program: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).env_remove("LD_PRELOAD");
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &zero);
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// Runs a C test program without and with the runtime (the debugger a
+/// non-signalling probe): the program prints the same lines either way and
+/// dies by SIGSEGV either way, and under the runtime the last SIGSEGV
+/// reached the postmortem step. Returns the runtime's run, its report and
+/// what the debugger read.
+fn same_with_and_without(
+    program: &str,
+    args: &[&str],
+) -> (String, BTreeMap<String, String>, BTreeMap<String, String>) {
+    let exe = c_program(program);
+    let plain = run_plain(&exe, args);
+    assert_eq!(plain.status.signal(), Some(libc::SIGSEGV), "{plain:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let r = run(dir.path(), &probe_debugger(&out, false), &exe, args, false);
+    let stdout = String::from_utf8_lossy(&r.out.stdout).into_owned();
+    assert_eq!(
+        stdout,
+        String::from_utf8_lossy(&plain.stdout),
+        "{program} {args:?}: the program sees the same with and without coroner\n{:?}",
+        r.out
+    );
+    assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV), "{:?}", r.out);
+    let report = r
+        .report
+        .unwrap_or_else(|| panic!("{program} {args:?}: the fatal SIGSEGV bypassed coroner"));
+    let probe = fields(
+        &std::fs::read_to_string(&out)
+            .unwrap_or_else(|e| panic!("{program} {args:?}: no debugger launched: {e}")),
+    );
+    (stdout, report, probe)
+}
+
+/// glibc's `sigset`/`sigignore`/`siginterrupt` set dispositions through its
+/// internal `__sigaction`: before they were interposed the runtime did not
+/// see them, so queries returned stale wishes and `sigset(SIGSEGV,
+/// SIG_DFL)` + `raise` left coroner out of the crash.
+#[test]
+fn sigset_family_is_seen_like_sigaction() {
+    let (stdout, rep, probe) = same_with_and_without("sigset", &[]);
+    for expected in [
+        "sigset_prev=dfl",
+        "segv_query=on_segv",
+        "kernel_is_handler=1",
+        "hits=1",
+        "restart_off=0",
+        "restart_on=1",
+        "abrt_query=ign",
+        "abrt_survived=1",
+        "bus_prev=hold",
+        "bus_query=on_bus",
+        "bus_hold_prev=on_bus",
+        "bus_hold_again=hold",
+        "segv_prev=on_segv",
+        "segv_query_dfl=dfl",
+        "raising",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "{expected} not in {stdout}"
+        );
+    }
+    assert_eq!(rep["signal"], "11");
+    assert_eq!(rep["code"], libc::SI_TKILL.to_string(), "the raise()");
+    assert_eq!(rep["reason"], "fault");
+    assert_eq!(rep["debugger"], "launched");
+    assert_eq!(probe["signo"], "11");
+}
+
+/// A one-shot handler (`SA_RESETHAND`, and `sysv_signal` which sets it) ran
+/// once, the kernel reset the disposition to SIG_DFL behind the runtime's
+/// back, and the repeated fault killed the process without the postmortem
+/// step. The runtime now keeps its own handler in the kernel and does the
+/// reset itself; the handler's mask and `SA_NODEFER` still hold.
+#[test]
+fn one_shot_handlers_run_once_then_the_fault_reaches_the_debugger() {
+    for (mode, hits, segv_blocked, usr1_blocked) in [
+        ("sysv", 1, 0, 0),
+        ("__sysv", 1, 0, 0),
+        ("resethand", 1, 1, 1),
+        ("nodefer", 1, 0, 1),
+        ("rearm", 3, 0, 0),
+    ] {
+        let (stdout, rep, probe) = same_with_and_without("resethand", &[mode]);
+        for hit in 1..=hits {
+            let expected = format!(
+                "hit {hit} segv_blocked={segv_blocked} usr1_blocked={usr1_blocked} query=dfl"
+            );
+            assert!(
+                stdout.lines().any(|l| l == expected),
+                "{mode}: {expected} not in {stdout}"
+            );
+        }
+        assert!(!stdout.contains(&format!("hit {}", hits + 1)), "{mode}");
+        assert_eq!(
+            (rep["signal"].as_str(), rep["code"].as_str()),
+            ("11", "1"),
+            "{mode}: the repeated fault"
+        );
+        assert_eq!(rep["debugger"], "launched", "{mode}");
+        assert_eq!(
+            (probe["signo"].as_str(), probe["code"].as_str()),
+            ("11", "1")
+        );
+    }
+}

@@ -108,8 +108,12 @@ pub(crate) static OUR_ACTION: CrashCell<KernelSigaction> = CrashCell::new(Kernel
 });
 
 /// Records our handler as the kernel holds it (install, once, under the
-/// dispositions lock, before any chained handler can need it).
-pub(crate) fn set_our_action(k: KernelSigaction) {
+/// dispositions lock, before any chained handler can need it). The mask and
+/// the `SA_NODEFER`/`SA_RESTART` bits a program handler lent it are
+/// dropped: re-installed from the crash path, ours stands in for `SIG_DFL`.
+pub(crate) fn set_our_action(mut k: KernelSigaction) {
+    k.mask = 0;
+    k.flags &= !((libc::SA_NODEFER | libc::SA_RESTART) as u32 as u64);
     // SAFETY: written only here, by install (serialised by its lock), before
     // `ACTIVE` is published; the crash path only reads it.
     unsafe { *OUR_ACTION.get() = k };
@@ -490,12 +494,27 @@ pub(crate) unsafe extern "C" fn on_signal(sig: c_int, info: *mut siginfo_t, uc: 
 
 /// Runs the program's own handler for `slot` (ours was in the kernel in
 /// front of it). Returns false if there is none after all.
+///
+/// `SA_RESETHAND` (also what `sysv_signal` sets) is emulated here: the
+/// kernel holds ours without it (see `dispositions`), and the delivery that
+/// runs a one-shot handler first makes the program's disposition `SIG_DFL`,
+/// as the kernel would have, so the next one reaches the crash path. The
+/// handler word is swapped, not read, so of two threads faulting at once
+/// only one runs the one-shot handler; the other gets the default action,
+/// as it would from the kernel.
 unsafe fn chain_to_program(slot: usize, sig: c_int, info: *mut siginfo_t, uc: *mut c_void) -> bool {
-    let h = PROGRAM_HANDLER[slot].load(Ordering::Acquire);
+    let flags = PROGRAM_FLAGS[slot].load(Ordering::Acquire);
+    let h = if flags & libc::SA_RESETHAND != 0 {
+        let h = PROGRAM_HANDLER[slot].swap(libc::SIG_DFL, Ordering::AcqRel);
+        WISH[slot].store(WISH_DFL, Ordering::Release);
+        h
+    } else {
+        PROGRAM_HANDLER[slot].load(Ordering::Acquire)
+    };
     if h == libc::SIG_DFL || h == libc::SIG_IGN {
         return false;
     }
-    if PROGRAM_FLAGS[slot].load(Ordering::Acquire) & libc::SA_SIGINFO != 0 {
+    if flags & libc::SA_SIGINFO != 0 {
         // SAFETY: `h` is the sa_sigaction the program registered with
         // SA_SIGINFO, so it has this signature.
         let f: extern "C" fn(c_int, *mut siginfo_t, *mut c_void) =

@@ -4,13 +4,27 @@
 //! Not the crash path: these run in normal context (a `sigaction` called
 //! from a signal handler is covered by blocking signals around the lock).
 //!
+//! Every libc entry point that sets a disposition is interposed, because
+//! glibc's own ones call its internal `__sigaction`, which no interposer
+//! sees: `sigaction` (and `__sigaction`), `signal`/`bsd_signal`/`ssignal`,
+//! `sysv_signal`/`__sysv_signal` (what `signal` becomes under a strict
+//! `-std=c99`), `sigset`, `sigignore` and `siginterrupt`. `sighold`,
+//! `sigrelse` and `sigpause` only change the signal mask and are left to
+//! libc; `sigvec` is a compatibility symbol no program can link any more.
+//!
 //! For the seven crash signals:
 //! - the program's own handler goes into the kernel as is (nothing of
 //!   coroner between the signal and it);
+//! - except a one-shot handler (`SA_RESETHAND`, `sysv_signal`): the kernel
+//!   would reset it to `SIG_DFL` behind our back, so ours goes in instead,
+//!   without `SA_RESETHAND`, with the handler's mask and `SA_NODEFER`/
+//!   `SA_RESTART`; ours calls it and does the reset itself (see
+//!   `crash::chain_to_program`), so the next fault is ours;
 //! - `SIG_DFL` puts our handler in, which stands in for the default action;
 //! - `SIG_IGN` puts our handler in, which drops asynchronous deliveries and
 //!   treats synchronous faults as fatal (the kernel forces those);
-//! - a query returns what the program set, never ours.
+//! - a query returns what the program set (after a one-shot handler ran,
+//!   `SIG_DFL`, as the kernel would say), never ours.
 //!
 //! Other signals go straight to libc.
 
@@ -21,7 +35,7 @@ use crate::crash::{
 };
 use libc::{c_int, c_void, pthread_attr_t, pthread_t, sighandler_t};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 type SigactionFn =
@@ -115,17 +129,35 @@ impl Drop for Locked {
     }
 }
 
-fn our_action() -> libc::sigaction {
+/// Our handler as it goes into the kernel. In front of a program handler
+/// (`lend`) it takes that handler's mask and `SA_NODEFER`/`SA_RESTART`, so
+/// the handler runs with the signals blocked that it asked for; never
+/// `SA_RESETHAND` (emulated, see the module docs).
+fn our_action(lend: Option<&libc::sigaction>) -> libc::sigaction {
     // SAFETY: all-zero is a valid sigaction (empty mask, no flags).
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
     act.sa_sigaction = on_signal as *const () as usize;
     act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    if let Some(p) = lend.filter(|p| is_handler(p.sa_sigaction)) {
+        act.sa_mask = p.sa_mask;
+        act.sa_flags |= p.sa_flags & (libc::SA_NODEFER | libc::SA_RESTART);
+    }
     act
 }
 
-/// Puts our handler in the kernel for `sig`.
-fn install_ours(real: SigactionFn, sig: c_int) -> io::Result<()> {
-    let act = our_action();
+fn is_handler(h: sighandler_t) -> bool {
+    h != libc::SIG_DFL && h != libc::SIG_IGN
+}
+
+/// A program handler the kernel must not hold itself.
+fn is_one_shot(act: &libc::sigaction) -> bool {
+    is_handler(act.sa_sigaction) && act.sa_flags & libc::SA_RESETHAND != 0
+}
+
+/// Puts our handler in the kernel for `sig` (in front of `lend`, the
+/// program's handler, if any).
+fn install_ours(real: SigactionFn, sig: c_int, lend: Option<&libc::sigaction>) -> io::Result<()> {
+    let act = our_action(lend);
     // SAFETY: `act` is a valid sigaction; no old action wanted.
     if unsafe { real(sig, &act, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
@@ -183,7 +215,7 @@ pub(crate) fn install_handlers() -> Result<(), HandlerError> {
         }
         publish(slot, &old);
         locked.guard[slot] = Some(old);
-        install_ours(real, sig).map_err(|source| HandlerError::Sigaction {
+        install_ours(real, sig, Some(&old)).map_err(|source| HandlerError::Sigaction {
             signal: sig,
             source,
         })?;
@@ -226,24 +258,22 @@ pub unsafe fn sigaction(
         // SAFETY: forwarded as the caller gave them.
         return unsafe { real(sig, act, oldact) };
     }
-    let previous = locked.guard[slot];
+    let previous = current_wish(&mut locked, slot);
     if !act.is_null() {
         // SAFETY: the caller passes a valid sigaction.
         let new = unsafe { *act };
-        let ok = match new.sa_sigaction {
-            libc::SIG_DFL | libc::SIG_IGN => {
-                publish(slot, &new);
-                install_ours(real, sig).is_ok()
-            }
-            _ => {
-                // The handler first, so ours (still in the kernel until the
-                // next line) chains to it in the meantime.
-                publish(slot, &new);
-                // SAFETY: the program's own action, as it gave it.
-                unsafe { real(sig, &new, std::ptr::null_mut()) == 0 }
-            }
+        // The wish first, so whatever is in the kernel until the next line
+        // (ours chains to a handler) already follows it.
+        publish(slot, &new);
+        let ok = if is_handler(new.sa_sigaction) && !is_one_shot(&new) {
+            // SAFETY: the program's own action, as it gave it.
+            unsafe { real(sig, &new, std::ptr::null_mut()) == 0 }
+        } else {
+            install_ours(real, sig, Some(&new)).is_ok()
         };
         if !ok {
+            // The kernel refused the change (errno is set): the previous
+            // wish stands, in the kernel as before.
             if let Some(p) = previous {
                 publish(slot, &p);
             }
@@ -258,6 +288,17 @@ pub unsafe fn sigaction(
         }
     }
     0
+}
+
+/// The program's wish for `slot` as a query must report it: a one-shot
+/// handler that has run (the crash path swapped its word to `SIG_DFL`) is
+/// `SIG_DFL` now, with its flags and mask, as the kernel keeps them.
+fn current_wish(locked: &mut Locked, slot: usize) -> Option<libc::sigaction> {
+    let wish = locked.guard[slot].as_mut()?;
+    if is_one_shot(wish) && PROGRAM_HANDLER[slot].load(Ordering::Acquire) == libc::SIG_DFL {
+        wish.sa_sigaction = libc::SIG_DFL;
+    }
+    Some(*wish)
 }
 
 unsafe fn signal_with(
@@ -283,14 +324,133 @@ unsafe fn signal_with(
     old.sa_sigaction
 }
 
-/// The interposed `signal(3)` (glibc's BSD semantics: `SA_RESTART`, the
-/// signal blocked in its handler); also `bsd_signal`.
+/// Signals `siginterrupt(sig, 1)` asked not to restart system calls
+/// (bit `sig - 1`); `signal` leaves `SA_RESTART` out for them, as glibc's.
+static INTERRUPTING: AtomicU64 = AtomicU64::new(0);
+
+fn sig_bit(sig: c_int) -> u64 {
+    if (1..=64).contains(&sig) {
+        1u64 << (sig - 1)
+    } else {
+        0
+    }
+}
+
+/// The interposed `signal(3)` (glibc's BSD semantics: `SA_RESTART` unless
+/// `siginterrupt` said otherwise, the signal blocked in its handler); also
+/// `bsd_signal` and `ssignal`.
 ///
 /// # Safety
 /// As libc's `signal`: `handler` is SIG_DFL, SIG_IGN or a function.
 pub unsafe fn signal(sig: c_int, handler: sighandler_t) -> sighandler_t {
+    let flags = if INTERRUPTING.load(Ordering::Relaxed) & sig_bit(sig) != 0 {
+        0
+    } else {
+        libc::SA_RESTART
+    };
     // SAFETY: forwarded precondition.
-    unsafe { signal_with(sig, handler, libc::SA_RESTART, true) }
+    unsafe { signal_with(sig, handler, flags, true) }
+}
+
+/// `SIG_HOLD` of `<signal.h>` (System V): `sigset` blocks the signal.
+pub const SIG_HOLD: sighandler_t = 2;
+/// glibc's `_NSIG`: signal numbers are below it.
+const NSIG: c_int = 65;
+
+fn set_errno(e: c_int) {
+    // SAFETY: this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// The interposed `sigset(3)` (System V): `SIG_HOLD` blocks `sig` and
+/// returns its disposition (or `SIG_HOLD` if it was blocked already);
+/// anything else becomes the disposition (no flags, empty mask, as glibc
+/// sets it) and unblocks `sig`, returning the previous disposition, or
+/// `SIG_HOLD` if `sig` was blocked.
+///
+/// # Safety
+/// As libc's `sigset`: `disp` is SIG_DFL, SIG_IGN, SIG_HOLD or a function.
+pub unsafe fn sigset(sig: c_int, disp: sighandler_t) -> sighandler_t {
+    if disp == libc::SIG_ERR || !(1..NSIG).contains(&sig) {
+        set_errno(libc::EINVAL);
+        return libc::SIG_ERR;
+    }
+    // SAFETY: all-zero is a valid (empty) sigset_t.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut was: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live sigset; `sig` was range-checked.
+    unsafe { libc::sigaddset(&mut set, sig) };
+    // SAFETY: all-zero is a valid sigaction to receive the old one.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    if disp == SIG_HOLD {
+        // SAFETY: live sigsets on this frame.
+        if unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut was) } != 0 {
+            return libc::SIG_ERR;
+        }
+        // SAFETY: `was` is the live sigset just filled.
+        if unsafe { libc::sigismember(&was, sig) } == 1 {
+            return SIG_HOLD;
+        }
+        // SAFETY: a query into a live sigaction.
+        if unsafe { sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            return libc::SIG_ERR;
+        }
+        return old.sa_sigaction;
+    }
+    // SAFETY: all-zero is a valid sigaction (empty mask, no flags).
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = disp;
+    // SAFETY: both point to live sigactions on this frame.
+    if unsafe { sigaction(sig, &act, &mut old) } != 0 {
+        return libc::SIG_ERR;
+    }
+    // SAFETY: live sigsets on this frame.
+    if unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut was) } != 0 {
+        return libc::SIG_ERR;
+    }
+    // SAFETY: `was` is the live sigset just filled.
+    if unsafe { libc::sigismember(&was, sig) } == 1 {
+        SIG_HOLD
+    } else {
+        old.sa_sigaction
+    }
+}
+
+/// The interposed `sigignore(3)`: `SIG_IGN`, no flags, empty mask.
+///
+/// # Safety
+/// As libc's `sigignore` (any `sig`; a bad one fails with EINVAL).
+pub unsafe fn sigignore(sig: c_int) -> c_int {
+    // SAFETY: all-zero is a valid sigaction (empty mask, no flags).
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = libc::SIG_IGN;
+    // SAFETY: `act` is a live sigaction; no old one wanted.
+    unsafe { sigaction(sig, &act, std::ptr::null_mut()) }
+}
+
+/// The interposed `siginterrupt(3)`: takes `SA_RESTART` out of (`flag`
+/// non-zero) or puts it into `sig`'s current action, and remembers the
+/// choice for later `signal` calls.
+///
+/// # Safety
+/// As libc's `siginterrupt` (any `sig`; a bad one fails with EINVAL).
+pub unsafe fn siginterrupt(sig: c_int, flag: c_int) -> c_int {
+    // SAFETY: all-zero is a valid sigaction to receive the current one.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a query into a live sigaction.
+    if unsafe { sigaction(sig, std::ptr::null(), &mut act) } != 0 {
+        return -1;
+    }
+    if flag != 0 {
+        INTERRUPTING.fetch_or(sig_bit(sig), Ordering::Relaxed);
+        act.sa_flags &= !libc::SA_RESTART;
+    } else {
+        INTERRUPTING.fetch_and(!sig_bit(sig), Ordering::Relaxed);
+        act.sa_flags |= libc::SA_RESTART;
+    }
+    // SAFETY: `act` is a live sigaction; no old one wanted.
+    unsafe { sigaction(sig, &act, std::ptr::null_mut()) }
 }
 
 /// The interposed `sysv_signal(3)`: one-shot, not blocked in its handler.

@@ -35,9 +35,10 @@
 //!   or the debugger signalled).
 //!
 //! # Program dispositions
-//! The `sigaction`, `signal`, `sysv_signal`, `bsd_signal` and
-//! `pthread_create` entry points here are what `libcoroner.so` exports as
-//! interposers; see the module `dispositions`. A Rust program that links
+//! The `sigaction`, `signal` (also `bsd_signal`, `ssignal`), `sysv_signal`,
+//! `sigset`, `sigignore`, `siginterrupt` and `pthread_create` entry points
+//! here are what `libcoroner.so` exports as interposers; see the module
+//! `dispositions`. A Rust program that links
 //! this crate and calls [`install`] (no preload) gets no interposition:
 //! handlers already installed (std's SIGSEGV/SIGBUS reporter) are chained
 //! to, and when one resets the disposition to `SIG_DFL` the runtime takes
@@ -51,8 +52,8 @@ mod plan;
 pub use altstack::ALT_STACK_SIZE;
 pub use crash::{Reason, CRASH_SIGNALS};
 pub use dispositions::{
-    pthread_create, sigaction, signal, signal as bsd_signal, sysv_signal, HandlerError,
-    StartRoutine,
+    pthread_create, sigaction, sigignore, siginterrupt, signal, signal as bsd_signal, sigset,
+    sysv_signal, HandlerError, StartRoutine, SIG_HOLD,
 };
 pub use plan::ENV_RUN_FD;
 
