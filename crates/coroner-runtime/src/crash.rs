@@ -24,7 +24,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 use coroner_types::jit::{
     LinuxJitDebugInfo, EM_X86_64, JIT_DEBUG_INFO_SIZE, JIT_DEBUG_INFO_VERSION,
 };
@@ -169,7 +169,8 @@ pub enum Reason {
     FailFast = 3,
     /// SIGTRAP: `debug_break` or a breakpoint instruction.
     DebugBreak = 4,
-    /// SIGABRT after a Rust panic (panic hook seen).
+    /// SIGABRT from a Rust panic that was not caught (the runtime's panic
+    /// hook ran and the thread is still panicking when it aborts).
     RustPanic = 5,
 }
 
@@ -186,9 +187,13 @@ impl Reason {
     }
 }
 
-/// Set by `fail_fast`, `debug_break` and the panic hook just before the
-/// signal they lead to; 0 = none.
+/// Set by `fail_fast` and `debug_break` just before the signal they lead
+/// to; 0 = none.
 pub(crate) static REASON_HINT: AtomicU8 = AtomicU8::new(0);
+
+/// Set by the runtime's panic hook: some thread of this process panicked
+/// (whether or not the panic was caught later). See [`reason_of`].
+pub(crate) static PANIC_HOOK_RAN: AtomicBool = AtomicBool::new(false);
 
 /// Crash ownership: 0 free, a tid = that thread is handling a crash (or
 /// `launch_debugger`), [`DONE`] = a crash was handled; the process is on
@@ -588,11 +593,26 @@ impl Event {
     }
 }
 
+/// Whether a SIGABRT on this thread comes from a Rust panic: the hook ran
+/// and this thread is still panicking (a panic under `panic = abort`, one
+/// that hit a frame that cannot unwind, or a panic while panicking). A panic
+/// that `catch_unwind` caught has ended (std counts it down when it is
+/// caught), so a later `abort()` is an `abort`, not a `rust-panic`.
+///
+/// `std::thread::panicking` reads an atomic and, only while some thread is
+/// panicking, a constant-initialised thread-local without destructor: no
+/// lock, no allocation. It is the panic count of the std that runs our hook
+/// (the program's own when it links this crate; libcoroner.so's copy, which
+/// never sees the program's panics, when preloaded).
+fn panicking_now() -> bool {
+    PANIC_HOOK_RAN.load(Ordering::Acquire) && std::thread::panicking()
+}
+
 fn reason_of(sig: c_int) -> Reason {
     let hint = REASON_HINT.load(Ordering::Acquire);
     match sig {
         libc::SIGABRT if hint == Reason::FailFast as u8 => Reason::FailFast,
-        libc::SIGABRT if hint == Reason::RustPanic as u8 => Reason::RustPanic,
+        libc::SIGABRT if panicking_now() => Reason::RustPanic,
         libc::SIGABRT => Reason::Abort,
         libc::SIGTRAP => Reason::DebugBreak,
         _ => Reason::Fault,

@@ -115,14 +115,15 @@ pub fn install() -> Result<(), InstallError> {
     stack.map(|_| ()).map_err(InstallError::AltStack)
 }
 
-/// Records `rust-panic` as the reason of a SIGABRT that follows a panic
-/// (`panic = abort`, or a panic that cannot unwind), then runs the previous
-/// hook. A panic caught by `catch_unwind` leaves the mark, so a later
-/// unrelated abort is reported as `rust-panic` too.
+/// Notes that a panic happened, then runs the previous hook. The crash path
+/// reports a SIGABRT as `rust-panic` only if the aborting thread is still
+/// panicking (`panic = abort`, a panic that cannot unwind, a panic while
+/// panicking): a panic that `catch_unwind` caught is over, and a later
+/// `abort()` or fault is reported as what it is.
 fn set_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        crash::REASON_HINT.store(Reason::RustPanic as u8, Ordering::Release);
+        crash::PANIC_HOOK_RAN.store(true, Ordering::Release);
         previous(info)
     }));
 }
