@@ -65,6 +65,8 @@ impl ExprContext for Session<'_> {
             "$ip" => return Some(regs.rip),
             "$sp" | "$csp" => return Some(regs.rsp),
             "$exentry" => return None,
+            // The return address of the current function (`g @$ra`).
+            "$ra" => return self.walk(&regs, 2).get(1).map(|f| f.pc),
             _ => {}
         }
         let r = register_index(&name)?;
@@ -380,12 +382,13 @@ impl Session<'_> {
             let pc = self.eval(s)?;
             self.set_pc(pc)?;
         }
+        // Break addresses are one-shot: not listed by `bl`, gone at the
+        // next break (whatever it is).
         for b in breaks {
             let a = self.eval(b)?;
-            let spec = b.to_string();
             self.live()
                 .ok_or("no live target")?
-                .add_breakpoint(a, spec, None)
+                .add_go_address(a)
                 .map_err(|e| e.to_string())?;
         }
         let handled = match kind {
@@ -947,13 +950,7 @@ impl Session<'_> {
             None => self.current_regs().map_err(|e| e.to_string())?.rsp,
         };
         let t = self.target().ok_or("no target")?;
-        let (unit, default) = match kind {
-            DisplayKind::Db | DisplayKind::Da => (1, 0x80),
-            DisplayKind::Dw | DisplayKind::Du => (2, 0x40),
-            DisplayKind::Dd | DisplayKind::Dds => (4, 0x20),
-            DisplayKind::Dq | DisplayKind::Dp => (8, 0x10),
-            DisplayKind::Dps | DisplayKind::Dqs => (8, 0x10),
-        };
+        let (unit, default) = display_unit(kind);
         let count = self.range_count(range, start, unit, default)?;
         let len = (count * unit) as usize;
         let mut buf = vec![0u8; len];
@@ -962,11 +959,9 @@ impl Session<'_> {
             return Err(format!("{}  ????????????????", fmt_addr(start)));
         }
         buf.truncate(n - n % unit as usize);
-        let text = match kind {
-            DisplayKind::Db => format::bytes_lines(start, &buf),
-            DisplayKind::Dd | DisplayKind::Dw => format::dwords_lines(start, &buf),
-            DisplayKind::Dq | DisplayKind::Dp => format::qwords_lines(start, &buf),
-            DisplayKind::Da | DisplayKind::Du => {
+        let text = match display_numbers(kind, start, &buf) {
+            Some(text) => text,
+            None if matches!(kind, DisplayKind::Da | DisplayKind::Du) => {
                 let text: String = if kind == DisplayKind::Da {
                     buf.iter()
                         .take_while(|b| **b != 0)
@@ -988,7 +983,8 @@ impl Session<'_> {
                 };
                 format!("{}  \"{text}\"\n", fmt_addr(start))
             }
-            DisplayKind::Dps | DisplayKind::Dqs | DisplayKind::Dds => {
+            None => {
+                // dps, dqs, dds: each value with its symbol.
                 let mut s = String::new();
                 let w = unit as usize;
                 for (i, c) in buf.chunks_exact(w).enumerate() {
@@ -1157,6 +1153,30 @@ impl Session<'_> {
     }
 }
 
+/// The unit size of a `d*` command and its default count.
+fn display_unit(kind: DisplayKind) -> (u64, u64) {
+    match kind {
+        DisplayKind::Db | DisplayKind::Da => (1, 0x80),
+        DisplayKind::Dw | DisplayKind::Du => (2, 0x40),
+        DisplayKind::Dd | DisplayKind::Dds => (4, 0x20),
+        DisplayKind::Dq | DisplayKind::Dp => (8, 0x10),
+        DisplayKind::Dps | DisplayKind::Dqs => (8, 0x10),
+    }
+}
+
+/// `db`, `dw`, `dd`, `dq`, `dp`: the lines for `data` read at `addr`;
+/// `None` for the string and symbol kinds.
+fn display_numbers(kind: DisplayKind, addr: u64, data: &[u8]) -> Option<String> {
+    match kind {
+        DisplayKind::Db => Some(format::bytes_lines(addr, data)),
+        DisplayKind::Dw | DisplayKind::Dd | DisplayKind::Dq | DisplayKind::Dp => {
+            let (unit, _) = display_unit(kind);
+            Some(format::numbers_lines(addr, data, unit as usize))
+        }
+        _ => None,
+    }
+}
+
 /// `/u`: `<stem>_<pid>_<YYYYMMDD-HHMMSS>.<ext>` (UTC), as spec §13.5.
 fn unique_name(path: &std::path::Path, pid: u32) -> PathBuf {
     let secs = std::time::SystemTime::now()
@@ -1191,6 +1211,26 @@ Breaks:    bp ADDR|mod!sym [\"cmds\"] bu bl bc bd be";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: `dw` printed dwords (it shared `dd`'s formatter).
+    #[test]
+    fn dw_prints_words() {
+        let data: Vec<u8> = (0u8..16).collect();
+        assert_eq!(
+            display_numbers(DisplayKind::Dw, 0x1000, &data).unwrap(),
+            "00000000`00001000  0100 0302 0504 0706 0908 0b0a 0d0c 0f0e\n"
+        );
+        assert_eq!(
+            display_numbers(DisplayKind::Dd, 0x1000, &data).unwrap(),
+            "00000000`00001000  03020100 07060504 0b0a0908 0f0e0d0c\n"
+        );
+        assert_eq!(
+            display_numbers(DisplayKind::Dq, 0x1000, &data).unwrap(),
+            "00000000`00001000  07060504`03020100 0f0e0d0c`0b0a0908\n"
+        );
+        assert_eq!(display_unit(DisplayKind::Dw), (2, 0x40));
+        assert!(display_numbers(DisplayKind::Da, 0x1000, &data).is_none());
+    }
 
     #[test]
     fn unique_names_carry_pid_and_utc_time() {

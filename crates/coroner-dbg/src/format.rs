@@ -89,29 +89,29 @@ pub fn bytes_lines(addr: u64, data: &[u8]) -> String {
     s
 }
 
-/// `dd`: four 32-bit words per line.
-pub fn dwords_lines(addr: u64, data: &[u8]) -> String {
+/// `dw`, `dd`, `dq`: 16 bytes per line as little-endian numbers of `unit`
+/// bytes (2, 4 or 8): eight words, four dwords or two qwords (with CDB's
+/// backtick), two spaces after the address and one between numbers.
+/// Bytes that do not fill a last number are not shown.
+pub fn numbers_lines(addr: u64, data: &[u8], unit: usize) -> String {
     let mut s = String::new();
     for (i, chunk) in data.chunks(16).enumerate() {
-        let _ = write!(s, "{}", fmt_addr(addr.wrapping_add(i as u64 * 16)));
-        for w in chunk.chunks_exact(4) {
-            let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            let _ = write!(s, "  {v:08x}");
-        }
-        s.push('\n');
-    }
-    s
-}
-
-/// `dq`: two 64-bit words per line, with CDB's backtick.
-pub fn qwords_lines(addr: u64, data: &[u8]) -> String {
-    let mut s = String::new();
-    for (i, chunk) in data.chunks(16).enumerate() {
-        let _ = write!(s, "{}", fmt_addr(addr.wrapping_add(i as u64 * 16)));
-        for w in chunk.chunks_exact(8) {
+        let _ = write!(s, "{} ", fmt_addr(addr.wrapping_add(i as u64 * 16)));
+        for w in chunk.chunks_exact(unit) {
             let mut b = [0u8; 8];
-            b.copy_from_slice(w);
-            let _ = write!(s, "  {}", fmt_addr(u64::from_le_bytes(b)));
+            b[..unit].copy_from_slice(w);
+            let v = u64::from_le_bytes(b);
+            match unit {
+                2 => {
+                    let _ = write!(s, " {v:04x}");
+                }
+                4 => {
+                    let _ = write!(s, " {v:08x}");
+                }
+                _ => {
+                    let _ = write!(s, " {}", fmt_addr(v));
+                }
+            }
         }
         s.push('\n');
     }
@@ -273,13 +273,20 @@ mod tests {
             b.lines().next().unwrap(),
             "00000000`00001000  00 01 02 03 04 05 06 07-08 09 0a 0b 0c 0d 0e 0f  ................"
         );
-        let q = qwords_lines(0x1000, &data[..16]);
+        // CDB separates the numbers by one space (two after the address).
+        let q = numbers_lines(0x1000, &data[..16], 8);
         assert_eq!(
             q,
-            "00000000`00001000  07060504`03020100  0f0e0d0c`0b0a0908\n"
+            "00000000`00001000  07060504`03020100 0f0e0d0c`0b0a0908\n"
         );
-        let d = dwords_lines(0x1000, &data[..8]);
-        assert_eq!(d, "00000000`00001000  03020100  07060504\n");
+        let d = numbers_lines(0x1000, &data[..8], 4);
+        assert_eq!(d, "00000000`00001000  03020100 07060504\n");
+        let w = numbers_lines(0x1000, &data, 2);
+        assert_eq!(
+            w,
+            "00000000`00001000  0100 0302 0504 0706 0908 0b0a 0d0c 0f0e\n\
+             00000000`00001010  1110 1312\n"
+        );
     }
 
     #[test]

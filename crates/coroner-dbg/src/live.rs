@@ -35,6 +35,7 @@ use coroner_proc::{auxv_value, MemorySource, ProcError, ProcessMemory, ProcessSn
 use coroner_sys::ptrace;
 use coroner_sys::wait::{self, WaitStatus};
 use coroner_types::{Pid, SigInfo, Tid, UserRegs};
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -94,6 +95,11 @@ pub enum Event {
         pid: Pid,
         tid: Tid,
     },
+    /// A break address of `g ADDR` was reached; the pc is at it.
+    GoAddressHit {
+        pid: Pid,
+        tid: Tid,
+    },
     ThreadCreated {
         pid: Pid,
         tid: Tid,
@@ -146,6 +152,7 @@ impl Event {
             | Event::Signal { pid, tid, .. }
             | Event::Breakpoint { pid, tid, .. }
             | Event::StepDone { pid, tid }
+            | Event::GoAddressHit { pid, tid }
             | Event::ThreadCreated { pid, tid }
             | Event::ThreadExited { pid, tid, .. }
             | Event::ProcessExiting { pid, tid, .. }
@@ -234,6 +241,8 @@ enum Internal {
     RBrk,
     /// The return address of a `p` over a call, for this thread.
     StepOver(Tid),
+    /// A break address of `g ADDR`: one-shot, gone at the next break.
+    GoAddress,
 }
 
 /// One process under the debugger.
@@ -389,6 +398,13 @@ pub struct Live {
     readers_open: usize,
     /// Break-in timeout (`-pt`).
     pub break_timeout: Duration,
+    /// The registers of stopped threads, read from the kernel at most once
+    /// per stop: every resume forgets a thread's entry, `set_regs` updates
+    /// it. An event (say a SIGSEGV that breaks) needs them for its
+    /// classification, its exception record and its display.
+    regs_cache: RefCell<BTreeMap<Tid, UserRegs>>,
+    /// How many times registers were read from the kernel (for tests).
+    regs_reads: Cell<u64>,
 }
 
 impl Live {
@@ -411,7 +427,49 @@ impl Live {
             owner: BTreeMap::new(),
             readers_open: 0,
             break_timeout: Duration::from_secs(30),
+            regs_cache: RefCell::new(BTreeMap::new()),
+            regs_reads: Cell::new(0),
         }
+    }
+
+    /// The registers of stopped thread `tid`, from the kernel the first
+    /// time in this stop.
+    fn thread_regs(&self, tid: Tid) -> io::Result<UserRegs> {
+        if let Some(r) = self.regs_cache.borrow().get(&tid) {
+            return Ok(*r);
+        }
+        self.regs_reads.set(self.regs_reads.get() + 1);
+        let r = ptrace::get_regs(tid)?;
+        self.regs_cache.borrow_mut().insert(tid, r);
+        Ok(r)
+    }
+
+    /// How many times registers were read from the kernel so far.
+    pub fn kernel_register_reads(&self) -> u64 {
+        self.regs_reads.get()
+    }
+
+    /// `tid` runs again (or stopped anew): its registers change.
+    fn forget_regs(&self, tid: Tid) {
+        self.regs_cache.borrow_mut().remove(&tid);
+    }
+
+    /// `PTRACE_CONT`, forgetting the thread's registers.
+    fn cont(&self, tid: Tid, sig: i32) -> io::Result<()> {
+        self.forget_regs(tid);
+        ptrace::cont(tid, sig)
+    }
+
+    /// `PTRACE_SINGLESTEP`, forgetting the thread's registers.
+    fn step(&self, tid: Tid, sig: i32) -> io::Result<()> {
+        self.forget_regs(tid);
+        ptrace::step(tid, sig)
+    }
+
+    /// `PTRACE_DETACH`, forgetting the thread's registers.
+    fn detach_thread(&self, tid: Tid, sig: i32) -> io::Result<()> {
+        self.forget_regs(tid);
+        ptrace::detach(tid, sig)
     }
 
     /// Start `command` under the debugger. With `capture`, its stdout and
@@ -464,12 +522,12 @@ impl Live {
                 WaitStatus::Stopped { .. }
                 | WaitStatus::GroupStop { .. }
                 | WaitStatus::PtraceEventStop { .. } => {
-                    ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?;
+                    live.cont(tid, 0).map_err(pt("CONT", pid, tid))?;
                 }
                 WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
                     return Err(LiveError::Gone)
                 }
-                _ => ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?,
+                _ => live.cont(tid, 0).map_err(pt("CONT", pid, tid))?,
             }
         }
         let entry = procfs::read_auxv(pid)
@@ -641,7 +699,11 @@ impl Live {
     /// open readers) and return `None`; hand a wait message back.
     fn absorb(&mut self, msg: Msg) -> Option<Result<Option<(Tid, WaitStatus)>, LiveError>> {
         match msg {
-            Msg::Wait(t, s) => Some(Ok(Some((t, s)))),
+            Msg::Wait(t, s) => {
+                // A new stop (or an exit): whatever was read is stale.
+                self.forget_regs(t);
+                Some(Ok(Some((t, s))))
+            }
             Msg::Output(pid, stream, line) => {
                 self.pending.push_back(Event::Output { pid, stream, line });
                 None
@@ -764,13 +826,13 @@ impl Live {
                     // stopping everything.
                     return Ok(None);
                 }
-                ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?;
+                self.cont(tid, 0).map_err(pt("CONT", pid, tid))?;
                 Ok(None)
             }
             WaitStatus::PtraceEvent { event, .. } => self.decode_ptrace_event(pid, tid, event),
             WaitStatus::Stopped { sig } => self.decode_signal(pid, tid, sig),
             WaitStatus::SyscallStop | WaitStatus::Continued => {
-                ptrace::cont(tid, 0).map_err(pt("CONT", pid, tid))?;
+                self.cont(tid, 0).map_err(pt("CONT", pid, tid))?;
                 Ok(None)
             }
         }
@@ -833,12 +895,12 @@ impl Live {
                     }
                 }
                 if self.debug_children {
-                    ptrace::cont(ctid, 0).map_err(pt("CONT", child, ctid))?;
+                    self.cont(ctid, 0).map_err(pt("CONT", child, ctid))?;
                     if let Some(t) = self.thread_mut(ctid) {
                         t.stop = None;
                     }
                 } else {
-                    let _ = ptrace::detach(ctid, 0);
+                    let _ = self.detach_thread(ctid, 0);
                     self.procs.remove(&child);
                     self.owner.remove(&ctid);
                 }
@@ -910,7 +972,7 @@ impl Live {
         if sig == libc::SIGTRAP {
             let code = si.code();
             if code == SI_KERNEL || code == TRAP_BRKPT {
-                let regs = ptrace::get_regs(tid).map_err(pt("GETREGS", pid, tid))?;
+                let regs = self.thread_regs(tid).map_err(pt("GETREGS", pid, tid))?;
                 let at = regs.rip.wrapping_sub(1);
                 let ours = self
                     .procs
@@ -919,12 +981,20 @@ impl Live {
                 if ours {
                     let mut r = regs;
                     r.rip = at;
-                    ptrace::set_regs(tid, &r).map_err(pt("SETREGS", pid, tid))?;
+                    self.set_regs(tid, &r)?;
+                    // Only rip changed, to a value the kernel keeps as is.
+                    self.regs_cache.borrow_mut().insert(tid, r);
                     self.set_stop(tid, Stop::Quiet);
                     return self.hit_breakpoint(pid, tid, at);
                 }
             }
-            if code == TRAP_TRACE && self.user_step == Some(tid) {
+            // The trap after a step: TRAP_TRACE; TRAP_BRKPT when the step
+            // was a syscall (an x86 quirk); and, when the step delivered a
+            // signal, the notification at the handler's first instruction,
+            // whose si_code is SIGTRAP itself.
+            if matches!(code, TRAP_TRACE | TRAP_BRKPT | libc::SIGTRAP)
+                && self.user_step == Some(tid)
+            {
                 self.user_step = None;
                 self.set_stop(tid, Stop::Quiet);
                 return Ok(Some(Event::StepDone { pid, tid }));
@@ -1005,6 +1075,10 @@ impl Live {
                     }
                 }
                 return Ok(Some(Event::StepDone { pid, tid }));
+            }
+            Some(Internal::GoAddress) => {
+                self.end_run();
+                return Ok(Some(Event::GoAddressHit { pid, tid }));
             }
             _ => {}
         }
@@ -1170,10 +1244,19 @@ impl Live {
         }
         let pid = self.pid_of(tid);
         self.step_off_breakpoint(pid, tid)?;
-        match ptrace::cont(tid, sig) {
+        // A thread in the middle of a `t` that met an event the session
+        // did not break on (a signal passed to its handler) goes on
+        // stepping: the step ends at the handler's first instruction, as
+        // it would end in the exception dispatcher on Windows.
+        let (op, r) = if self.user_step == Some(tid) {
+            ("SINGLESTEP", self.step(tid, sig))
+        } else {
+            ("CONT", self.cont(tid, sig))
+        };
+        match r {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-            Err(e) => return Err(pt("CONT", pid, tid)(e)),
+            Err(e) => return Err(pt(op, pid, tid)(e)),
         }
         if let Some(t) = self.thread_mut(tid) {
             t.stop = None;
@@ -1193,6 +1276,17 @@ impl Live {
             .filter(|(t, s)| s.stop.is_some() && !queued.contains(t))
             .map(|(t, _)| *t)
             .collect();
+        if let Some(step) = self.user_step {
+            // A `t` runs its one thread: the event thread (the stepping
+            // one, or one whose event was queued) goes on, the rest stay.
+            if let Some(t) = tid.filter(|t| stopped.contains(t)) {
+                self.resume_thread(t, sig)?;
+            }
+            if Some(step) != tid && stopped.contains(&step) {
+                self.resume_thread(step, 0)?;
+            }
+            return Ok(());
+        }
         // The event thread last, so the others are running when it goes.
         for t in stopped.iter().copied().filter(|t| Some(*t) != tid) {
             self.resume_thread(t, 0)?;
@@ -1206,7 +1300,7 @@ impl Live {
     /// If `tid` sits on one of our `int3`s, run that one instruction with
     /// the original byte back in place, then put the `int3` back.
     fn step_off_breakpoint(&mut self, pid: Pid, tid: Tid) -> Result<(), LiveError> {
-        let Ok(regs) = ptrace::get_regs(tid) else {
+        let Ok(regs) = self.thread_regs(tid) else {
             return Ok(());
         };
         let at = regs.rip;
@@ -1217,7 +1311,7 @@ impl Live {
             return Ok(());
         }
         p.remove(at)?;
-        ptrace::step(tid, 0).map_err(pt("SINGLESTEP", pid, tid))?;
+        self.step(tid, 0).map_err(pt("SINGLESTEP", pid, tid))?;
         if let Some(t) = self.thread_mut(tid) {
             t.stop = None;
         }
@@ -1257,7 +1351,7 @@ impl Live {
     /// `t`: run one instruction of `tid` (the others stay stopped).
     pub fn single_step(&mut self, tid: Tid, sig: i32) -> Result<(), LiveError> {
         let pid = self.pid_of(tid);
-        let regs = ptrace::get_regs(tid).map_err(pt("GETREGS", pid, tid))?;
+        let regs = self.thread_regs(tid).map_err(pt("GETREGS", pid, tid))?;
         let on_bp = self
             .procs
             .get(&pid)
@@ -1272,7 +1366,7 @@ impl Live {
             return Ok(());
         }
         self.user_step = Some(tid);
-        ptrace::step(tid, sig).map_err(pt("SINGLESTEP", pid, tid))?;
+        self.step(tid, sig).map_err(pt("SINGLESTEP", pid, tid))?;
         if let Some(t) = self.thread_mut(tid) {
             t.stop = None;
         }
@@ -1287,6 +1381,51 @@ impl Live {
             p.internal.push((return_to, Internal::StepOver(tid)));
         }
         self.resume_all(Some(tid), sig)
+    }
+
+    /// A break address of `g ADDR`: a one-shot breakpoint in the current
+    /// process for any thread, removed at the next break (whatever it is).
+    pub fn add_go_address(&mut self, address: u64) -> Result<(), LiveError> {
+        let pid = self.current;
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.insert(address)?;
+            p.internal.push((address, Internal::GoAddress));
+        }
+        Ok(())
+    }
+
+    /// The session broke in: what the last `g ADDR`, `t` or `p` set up for
+    /// its run is over (CDB drops a step and `g`'s break addresses at any
+    /// break, so a later `g` runs freely).
+    pub fn end_run(&mut self) {
+        self.user_step = None;
+        let user: BTreeSet<u64> = self
+            .breakpoints
+            .iter()
+            .filter(|b| b.enabled)
+            .map(|b| b.address)
+            .collect();
+        let first = self.first_pid();
+        for (pid, p) in self.procs.iter_mut() {
+            let gone: Vec<u64> = p
+                .internal
+                .iter()
+                .filter(|(_, k)| matches!(k, Internal::StepOver(_) | Internal::GoAddress))
+                .map(|(a, _)| *a)
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            p.internal
+                .retain(|(_, k)| !matches!(k, Internal::StepOver(_) | Internal::GoAddress));
+            for a in gone {
+                let still_used =
+                    p.internal.iter().any(|(b, _)| *b == a) || (*pid == first && user.contains(&a));
+                if !still_used && !p.exited {
+                    let _ = p.remove(a);
+                }
+            }
+        }
     }
 
     /// Add a breakpoint (`bp`); inserted into the first process.
@@ -1407,7 +1546,7 @@ impl Live {
             } else {
                 queued.get(t).copied().unwrap_or(0)
             };
-            let _ = ptrace::detach(*t, s);
+            let _ = self.detach_thread(*t, s);
         }
         self.procs.clear();
         Ok(())
@@ -1431,7 +1570,7 @@ impl Live {
                     }
                 }
                 Some((tid, _)) => {
-                    let _ = ptrace::cont(tid, 0);
+                    let _ = self.cont(tid, 0);
                 }
                 None => break,
             }
@@ -1442,6 +1581,8 @@ impl Live {
     /// Set registers of a stopped thread (`r rax=…`).
     pub fn set_regs(&mut self, tid: Tid, regs: &UserRegs) -> Result<(), LiveError> {
         let pid = self.pid_of(tid);
+        // Whatever the kernel made of them is read back next time.
+        self.forget_regs(tid);
         ptrace::set_regs(tid, regs).map_err(pt("SETREGS", pid, tid))
     }
 
@@ -1555,7 +1696,7 @@ impl Target for Live {
             .collect()
     }
     fn regs(&self, tid: Tid) -> Result<UserRegs, TargetError> {
-        ptrace::get_regs(tid).map_err(|source| TargetError::Ptrace {
+        self.thread_regs(tid).map_err(|source| TargetError::Ptrace {
             what: "read the registers of",
             tid: tid.0,
             source,

@@ -387,6 +387,10 @@ impl<'o> Session<'o> {
                 None => return Ok(false),
             };
             if self.handle_event(ev)? {
+                // Whatever the run was for (a step, `g ADDR`) ends here.
+                if let Some(l) = self.live() {
+                    l.end_run();
+                }
                 return Ok(true);
             }
             if self.end.is_some() {
@@ -445,7 +449,7 @@ impl<'o> Session<'o> {
                 };
                 self.event_stop(tid, text, status, m.cmd1.clone())
             }
-            Event::ModuleLoaded { tid, module, .. } => {
+            Event::ModuleLoaded { pid, tid, module } => {
                 let name = module.file_name().to_string();
                 let m = self
                     .filters
@@ -456,15 +460,25 @@ impl<'o> Session<'o> {
                     fmt_addr(module.end),
                     module.path
                 );
-                self.event_stop(tid, text, m.break_status, m.cmd1.clone())
+                // `.lastevent` names it as CDB does: `pid.tid: Load module
+                // PATH at BASE` (the printed line has no pid.tid).
+                let last = format!(
+                    "{:x}.{:x}: Load module {} at {}",
+                    pid.0,
+                    tid.0,
+                    module.path,
+                    fmt_addr(module.base)
+                );
+                self.event_stop_as(tid, text, last, m.break_status, m.cmd1.clone())
             }
-            Event::ModuleUnloaded { tid, module, .. } => {
+            Event::ModuleUnloaded { pid, tid, module } => {
                 let name = module.file_name().to_string();
                 let m = self
                     .filters
                     .event(EventKind::UnloadModule, Some(&name), Some(module.base));
                 let text = format!("Unload module {} at {}", module.path, fmt_addr(module.base));
-                self.event_stop(tid, text, m.break_status, m.cmd1.clone())
+                let last = format!("{:x}.{:x}: {text}", pid.0, tid.0);
+                self.event_stop_as(tid, text, last, m.break_status, m.cmd1.clone())
             }
             Event::ThreadCreated { pid, tid } => {
                 let m = self.filters.event(EventKind::CreateThread, None, None);
@@ -538,21 +552,21 @@ impl<'o> Session<'o> {
                 ));
                 Ok(true)
             }
+            Event::GoAddressHit { pid, tid } => {
+                // CDB shows a reached `g` address as the stop it is, with
+                // no "Breakpoint hit" line.
+                self.break_in(tid)?;
+                self.pending = Some(self.breakpoint_pending(tid));
+                self.show_context();
+                self.last_event = Some(format!(
+                    "{:x}.{:x}: Break instruction exception - code 80000003 (first chance)",
+                    pid.0, tid.0
+                ));
+                Ok(true)
+            }
             Event::Breakpoint { pid, tid, id } => {
                 self.break_in(tid)?;
-                self.pending = Some(Pending {
-                    tid,
-                    signo: 0,
-                    second_chance: false,
-                    fatal: false,
-                    m: self.filters.exception(&ExceptionEvent {
-                        signo: libc::SIGTRAP,
-                        code: 0x80,
-                        sent_by_self: false,
-                        hint: ExceptionHint::Breakpoint,
-                    }),
-                    breakpoint: true,
-                });
+                self.pending = Some(self.breakpoint_pending(tid));
                 self.say(&format!("Breakpoint {id} hit"));
                 self.show_context();
                 self.last_event = Some(format!(
@@ -571,6 +585,23 @@ impl<'o> Session<'o> {
                 Ok(true)
             }
             Event::Signal { pid, tid, siginfo } => self.handle_signal(pid, tid, siginfo),
+        }
+    }
+
+    /// The pending "exception" of a stop at one of our breakpoints.
+    fn breakpoint_pending(&self, tid: Tid) -> Pending {
+        Pending {
+            tid,
+            signo: libc::SIGTRAP,
+            second_chance: false,
+            fatal: false,
+            m: self.filters.exception(&ExceptionEvent {
+                signo: libc::SIGTRAP,
+                code: 0x80,
+                sent_by_self: false,
+                hint: ExceptionHint::Breakpoint,
+            }),
+            breakpoint: true,
         }
     }
 
@@ -596,11 +627,24 @@ impl<'o> Session<'o> {
         status: BreakStatus,
         cmd1: Option<String>,
     ) -> Result<bool, LiveError> {
+        let last = last_event_text(&text);
+        self.event_stop_as(tid, text, last, status, cmd1)
+    }
+
+    /// [`Self::event_stop`] with the `.lastevent` text given.
+    fn event_stop_as(
+        &mut self,
+        tid: Tid,
+        text: String,
+        last: String,
+        status: BreakStatus,
+        cmd1: Option<String>,
+    ) -> Result<bool, LiveError> {
         let brk = status == BreakStatus::Break;
         if status != BreakStatus::Ignore {
             self.say(&text);
         }
-        self.set_last_event(&text);
+        self.last_event = Some(last);
         if let Some(c) = cmd1 {
             self.break_in(tid)?;
             return self.run_auto_commands(&c);
@@ -630,7 +674,7 @@ impl<'o> Session<'o> {
     /// `.lastevent`'s text from an event line: `(pid.tid): text` becomes
     /// `pid.tid: text`.
     fn set_last_event(&mut self, line: &str) {
-        self.last_event = Some(line.trim_start_matches('(').replacen("):", ":", 1));
+        self.last_event = Some(last_event_text(line));
     }
 
     /// The register block and current instruction of the current thread
@@ -652,7 +696,15 @@ impl<'o> Session<'o> {
     }
 
     fn handle_signal(&mut self, pid: Pid, tid: Tid, si: SigInfo) -> Result<bool, LiveError> {
-        let hint = self.hint_for(tid, &si);
+        // One read of the registers serves the hint, the exception record
+        // and the display (the live target keeps them for this stop). Only
+        // a SIGSEGV or SIGABRT needs them to be classified: other signals
+        // that are ignored never read them (the hot path below).
+        let read_regs = |s: &Self| s.target().and_then(|t| t.regs(tid).ok());
+        let regs = matches!(si.signo(), libc::SIGSEGV | libc::SIGABRT)
+            .then(|| read_regs(self))
+            .flatten();
+        let hint = self.hint_for(regs.as_ref(), &si);
         let ev = ExceptionEvent::from_siginfo(&si, pid.0, hint);
         let m = self.filters.exception(&ev);
         // `sxi` with no commands: nothing to print, run or decide, whether
@@ -676,15 +728,12 @@ impl<'o> Session<'o> {
         }
         let fatal = self.live().is_some_and(|l| l.would_kill(pid, &si));
         let second = fatal && std::mem::take(&mut self.jit_second_chance_next);
-        let regs = self
-            .live()
-            .and_then(|l| l.regs(tid).ok())
-            .unwrap_or_default();
+        let regs = regs.or_else(|| read_regs(self));
         if let Some(l) = self.live() {
             l.last_exception = Some(ExceptionInfo {
                 tid,
                 siginfo: si,
-                regs,
+                regs: regs.unwrap_or_default(),
                 second_chance: Some(second),
             });
         }
@@ -773,6 +822,9 @@ impl<'o> Session<'o> {
             }
             return Ok(false);
         };
+        if p.breakpoint && handled == Some(false) {
+            return self.pass_breakpoint_on(p);
+        }
         let handled = handled.unwrap_or(p.m.handling == Handling::Handled || p.breakpoint);
         if !handled && p.fatal && !p.second_chance && !p.breakpoint {
             let si = self
@@ -786,6 +838,43 @@ impl<'o> Session<'o> {
         self.context = None;
         if let Some(l) = self.live() {
             l.resume_all(Some(p.tid), sig)?;
+        }
+        Ok(false)
+    }
+
+    /// `gN` at a breakpoint (spec §5.2): the program gets the SIGTRAP
+    /// the `int3` raised, as if no debugger had set it. Without a SIGTRAP
+    /// handler that ends the process, so that is its second chance,
+    /// reported before anything is delivered; a `gn` there lets it die.
+    fn pass_breakpoint_on(&mut self, p: Pending) -> Result<bool, LiveError> {
+        const SI_KERNEL: i32 = 0x80;
+        let si = SigInfo::new_fault(libc::SIGTRAP, SI_KERNEL, 0);
+        let pid = self.live().map(|l| l.current).unwrap_or(Pid(0));
+        let fatal = self.live().is_some_and(|l| l.would_kill(pid, &si));
+        let regs = self
+            .target()
+            .and_then(|t| t.regs(p.tid).ok())
+            .unwrap_or_default();
+        if let Some(l) = self.live() {
+            l.last_exception = Some(ExceptionInfo {
+                tid: p.tid,
+                siginfo: si,
+                regs,
+                second_chance: Some(fatal),
+            });
+        }
+        let passed = Pending {
+            signo: libc::SIGTRAP,
+            fatal,
+            breakpoint: false,
+            ..p
+        };
+        if fatal {
+            return self.second_chance(pid, passed, &si);
+        }
+        self.context = None;
+        if let Some(l) = self.live() {
+            l.resume_all(Some(passed.tid), libc::SIGTRAP)?;
         }
         Ok(false)
     }
@@ -815,29 +904,27 @@ impl<'o> Session<'o> {
 
     /// What the stack says about an abort (assert, stack protector) or a
     /// stack overflow.
-    fn hint_for(&self, tid: Tid, si: &SigInfo) -> ExceptionHint {
-        let Some(t) = self.target() else {
+    fn hint_for(&self, regs: Option<&UserRegs>, si: &SigInfo) -> ExceptionHint {
+        let Some(r) = regs else {
             return ExceptionHint::None;
         };
         if si.signo() == libc::SIGSEGV {
             // A fault within a page below the stack pointer, outside any
             // mapping: the guard gap of a stack.
-            if let (Ok(r), Some(addr)) = (t.regs(tid), si.fault_address()) {
+            if let Some(addr) = si.fault_address() {
                 if addr <= r.rsp.saturating_add(4096) && r.rsp.saturating_sub(addr) < 1 << 20 {
                     return ExceptionHint::StackOverflow;
                 }
             }
         }
         if si.signo() == libc::SIGABRT {
-            if let Ok(r) = t.regs(tid) {
-                for f in self.walk(&r, 24) {
-                    let name = self.symbolize(f.pc);
-                    if name.contains("__stack_chk_fail") || name.contains("__fortify_fail") {
-                        return ExceptionHint::StackCheckFailure;
-                    }
-                    if name.contains("__assert_fail") {
-                        return ExceptionHint::AssertFailure;
-                    }
+            for f in self.walk(r, 24) {
+                let name = self.symbolize(f.pc);
+                if name.contains("__stack_chk_fail") || name.contains("__fortify_fail") {
+                    return ExceptionHint::StackCheckFailure;
+                }
+                if name.contains("__assert_fail") {
+                    return ExceptionHint::AssertFailure;
                 }
             }
         }
@@ -855,6 +942,12 @@ impl<'o> Session<'o> {
             crate::exec::Flow::Ended => false,
         })
     }
+}
+
+/// `.lastevent`'s text from an event line: `(pid.tid): text` becomes
+/// `pid.tid: text`.
+fn last_event_text(line: &str) -> String {
+    line.trim_start_matches('(').replacen("):", ":", 1)
 }
 
 /// `code 0` / `signal 11 (SIGSEGV)` from a `PTRACE_EVENT_EXIT` status.
@@ -914,5 +1007,57 @@ pub(crate) fn kind_name(t: &TargetBox) -> &'static str {
         TargetBox::Live(_) => TargetKind::Live.describe(),
         TargetBox::Dump(d) => d.kind().describe(),
         TargetBox::None => "ended target",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Flow;
+    use std::ffi::OsString;
+
+    fn launch(args: &[&str]) -> Live {
+        let mut cmd = vec![coroner_crashers::crasher_path()
+            .expect("crasher binary")
+            .into_os_string()];
+        cmd.extend(args.iter().map(OsString::from));
+        Live::launch(&cmd, true).expect("launch the crasher under ptrace")
+    }
+
+    fn register_reads(s: &Session) -> u64 {
+        match &s.target {
+            TargetBox::Live(l) => l.kernel_register_reads(),
+            _ => panic!("not a live target"),
+        }
+    }
+
+    /// Regression: a SIGSEGV that breaks read the faulting thread's
+    /// registers from the kernel three times (for the stack-overflow hint,
+    /// the exception record and the register display); one stop, one read.
+    #[test]
+    fn a_breaking_sigsegv_reads_the_registers_once() {
+        let mut out = Vec::new();
+        let mut s = Session::new(
+            TargetBox::Live(Box::new(launch(&["segv-null"]))),
+            &mut out,
+            SessionOptions::default(),
+        );
+        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        assert_eq!(s.execute_line("g"), Flow::Go);
+        let before = register_reads(&s);
+        assert!(s.run_until_break().unwrap(), "the SIGSEGV breaks");
+        assert_eq!(register_reads(&s) - before, 1);
+        // `r` and `.exr -1` at the same stop read nothing more.
+        s.execute_line("r; .exr -1");
+        assert_eq!(register_reads(&s) - before, 1);
+        assert_eq!(s.execute_line("q"), Flow::Ended);
+        drop(s);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("Access violation - code 0000000b (SIGSEGV SEGV_MAPERR) (first chance)"),
+            "{text}"
+        );
+        assert!(text.contains("crasher!crash_segv_null"), "{text}");
+        assert!(text.contains("ExceptionCode: 0000000b (SIGSEGV)"), "{text}");
     }
 }
