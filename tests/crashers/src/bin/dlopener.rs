@@ -1,7 +1,9 @@
 //! `dlopener LIB`: prints `ready <pid>`, then `dlopen(LIB, RTLD_NOW)`,
-//! prints `loaded LIB` (exit 0) or `dlopen failed` (exit 1). A plain Rust
+//! prints `loaded LIB` (or `dlopen failed`, exit 1), then `dlclose`s it and
+//! prints `unloaded LIB` (exit 0; `dlclose failed`, exit 1). A plain Rust
 //! program that links only libc and libgcc_s, so that loading libm is a
-//! real run-time module load for the debugger's `ld` event.
+//! real run-time module load for the debugger's `ld` event, and closing
+//! the only reference to it a real unload for `ud`.
 
 use std::ffi::CString;
 use std::io::Write;
@@ -29,4 +31,11 @@ fn main() {
         std::process::exit(1);
     }
     say(&format!("loaded {lib}"));
+    // SAFETY: `handle` came from the successful dlopen above and is closed
+    // once; nothing of the library is used after this point.
+    if unsafe { libc::dlclose(handle) } != 0 {
+        say("dlclose failed");
+        std::process::exit(1);
+    }
+    say(&format!("unloaded {lib}"));
 }
