@@ -165,7 +165,13 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
     } else {
         Box::new(ReaderLines(std::io::stdin().lock()))
     };
-    if let Some(cf) = &a.command_file {
+    // `-cf FILE`, else Tools.ini's `IniFile` (its equivalent, spec §10).
+    let command_file = a.command_file.clone().or_else(|| {
+        tools
+            .as_ref()
+            .and_then(|(_, t)| t.ini_file.as_ref().map(PathBuf::from))
+    });
+    if let Some(cf) = &command_file {
         let f = std::fs::File::open(cf)
             .with_context(|| format!("cannot read the command file {}", cf.display()))?;
         input = Box::new(Chain {

@@ -1,15 +1,26 @@
 //! The interactive prompt of `coroner dbg` on a terminal: line editing and
 //! a history kept in `$XDG_STATE_HOME/coroner/dbg_history` (or
 //! `~/.local/state/coroner/dbg_history`).
+//!
+//! rustyline is built without its file-history feature (no extra
+//! dependencies), so its in-memory history cannot load or save a file (it
+//! panics if asked to): the history file is plain text, one command per
+//! line, read and written here.
 
 use coroner_dbg::exec::LineSource;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use std::path::PathBuf;
 
+/// The most commands the history file keeps (the newest).
+const HISTORY_LINES: usize = 1000;
+
 pub struct Editor {
     ed: rustyline::Editor<(), DefaultHistory>,
     history: Option<PathBuf>,
+    /// The history as it will be saved: the file's lines, then this
+    /// session's commands.
+    lines: Vec<String>,
 }
 
 impl Editor {
@@ -19,10 +30,16 @@ impl Editor {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
             .map(|d| d.join("coroner").join("dbg_history"));
-        if let Some(h) = &history {
-            let _ = ed.load_history(h);
+        let mut lines = Vec::new();
+        if let Some(text) = history.as_ref().and_then(|h| std::fs::read(h).ok()) {
+            for line in String::from_utf8_lossy(&text).lines() {
+                if !line.trim().is_empty() {
+                    let _ = ed.add_history_entry(line);
+                    lines.push(line.to_string());
+                }
+            }
         }
-        Ok(Editor { ed, history })
+        Ok(Editor { ed, history, lines })
     }
 }
 
@@ -32,6 +49,7 @@ impl LineSource for Editor {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = self.ed.add_history_entry(line.as_str());
+                    self.lines.push(line.clone());
                 }
                 Some(line)
             }
@@ -43,11 +61,15 @@ impl LineSource for Editor {
 
 impl Drop for Editor {
     fn drop(&mut self) {
-        if let Some(h) = &self.history {
-            if let Some(dir) = h.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let _ = self.ed.save_history(h);
+        let Some(h) = self.history.as_ref().filter(|_| !self.lines.is_empty()) else {
+            return;
+        };
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
         }
+        let keep = self.lines.len().saturating_sub(HISTORY_LINES);
+        let mut text = self.lines[keep..].join("\n");
+        text.push('\n');
+        let _ = std::fs::write(h, text);
     }
 }
