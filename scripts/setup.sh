@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what coroner's tests and benchmarks need on a fresh Debian machine:
 # the Debian tools the interop tests drive (gdb, lldb, procdump, binutils,
-# C/C++ compilers) and minidump-stackwalk from crates.io. Idempotent: skips
+# C/C++ compilers, systemd-socket-activate) and minidump-stackwalk from crates.io. Idempotent: skips
 # what is already there.
 set -euo pipefail
 
 need_pkgs=()
-for pkg in gdb lldb procdump binutils gcc g++ make procps libc6-dbg libc6-dev; do
+for pkg in gdb lldb procdump binutils gcc g++ make procps libc6-dbg libc6-dev systemd; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -295,6 +295,50 @@ pub fn socket_pattern(socket: &Path, request_mode: bool) -> Result<String, Kerne
     check_length(format!("{}{s}", if request_mode { "@@" } else { "@" }))
 }
 
+/// What the running kernel offers for `core_pattern` = `@socket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SocketSupport {
+    /// Before Linux 6.16: pipes and files only.
+    None,
+    /// Linux 6.16: `@socket`, the kernel writes every core to the server.
+    Plain,
+    /// Linux 6.17+: also `@@socket`, the server answers a request per
+    /// crash (collect, reject, or collect itself).
+    Request,
+}
+
+/// The coredump socket support of a kernel release (`uname -r`, e.g.
+/// `6.18.4-arch1`). Unparseable releases get [`SocketSupport::None`]: the
+/// pipe always works.
+pub fn socket_support(release: &str) -> SocketSupport {
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (it.next().flatten(), it.next().flatten()) {
+        (Some(major), Some(minor)) if (major, minor) >= (6, 17) => SocketSupport::Request,
+        (Some(6), Some(16)) => SocketSupport::Plain,
+        _ => SocketSupport::None,
+    }
+}
+
+/// True if `/proc/net/unix` (its text) lists a listening socket bound to
+/// `path`: something answers the kernel when it connects there.
+pub fn unix_listening(proc_net_unix: &[u8], path: &Path) -> bool {
+    /// `__SO_ACCEPTCON` in the Flags column: `listen` was called.
+    const ACCEPTCON: u32 = 1 << 16;
+    let want = path.as_os_str().as_bytes();
+    proc_net_unix.split(|&b| b == b'\n').skip(1).any(|line| {
+        // Num RefCount Protocol Flags Type St Inode Path
+        let mut fields = line.splitn(8, |&b| b == b' ').filter(|f| !f.is_empty());
+        let flags = fields
+            .nth(3)
+            .and_then(|f| std::str::from_utf8(f).ok())
+            .and_then(|f| u32::from_str_radix(f, 16).ok());
+        let name = line.rsplit(|&b| b == b' ').next();
+        flags.is_some_and(|f| f & ACCEPTCON != 0) && name == Some(want)
+    })
+}
+
 /// True if `pattern` runs a coroner handler: a pipe whose second word is
 /// `handler` and whose program is named `coroner` or whose remaining words
 /// are [`HANDLER_SPECIFIERS`] (after an optional `--config=`).
@@ -1293,6 +1337,37 @@ pub fn chain_command(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn socket_support_follows_the_kernel_release() {
+        assert_eq!(socket_support("6.18.44-fc-v595"), SocketSupport::Request);
+        assert_eq!(socket_support("6.17.0"), SocketSupport::Request);
+        assert_eq!(socket_support("7.0.1"), SocketSupport::Request);
+        assert_eq!(socket_support("6.16.8-arch1-1"), SocketSupport::Plain);
+        assert_eq!(socket_support("6.15.2"), SocketSupport::None);
+        assert_eq!(socket_support("5.10.0-30-amd64"), SocketSupport::None);
+        assert_eq!(socket_support("garbage"), SocketSupport::None);
+        assert_eq!(socket_support(""), SocketSupport::None);
+    }
+
+    #[test]
+    fn a_listening_socket_is_found_in_proc_net_unix() {
+        let text = b"Num       RefCount Protocol Flags    Type St Inode Path\n\
+0000000000000000: 00000002 00000000 00010000 0001 01 1234 /run/coroner/coredump.socket\n\
+0000000000000000: 00000003 00000000 00000000 0001 03 1235 /run/other.sock\n\
+0000000000000000: 00000002 00000000 00000000 0001 01 1236 /run/bound-not-listening\n";
+        assert!(unix_listening(
+            text,
+            Path::new("/run/coroner/coredump.socket")
+        ));
+        assert!(!unix_listening(text, Path::new("/run/other.sock")));
+        assert!(!unix_listening(text, Path::new("/run/bound-not-listening")));
+        assert!(!unix_listening(text, Path::new("/run/coroner")));
+        assert!(!unix_listening(
+            b"",
+            Path::new("/run/coroner/coredump.socket")
+        ));
+    }
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod mem;
 pub mod ptrace;
 pub mod signal;
+pub mod sock;
 pub mod wait;
 
 pub use mem::{pread, process_vm_readv};

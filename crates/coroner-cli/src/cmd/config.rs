@@ -167,7 +167,8 @@ pub fn uninstall(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 pub const INSTALL_USAGE: &str = "\
-Usage: coroner install --system [--config FILE] [--sysctl-dir DIR] [--pipe-limit N]
+Usage: coroner install --system [--socket[=PATH]] [--config FILE] [--sysctl-dir DIR]
+                      [--pipe-limit N]
        coroner uninstall --system [--config FILE] [--sysctl-dir DIR]
        coroner install --jit --system [--preload-file FILE] [--library LIB]
        coroner uninstall --jit --system [--preload-file FILE] [--library LIB]
@@ -183,6 +184,14 @@ Usage: coroner install --system [--config FILE] [--sysctl-dir DIR] [--pipe-limit
 --sysctl-dir DIR edit DIR/core_pattern and DIR/core_pipe_limit instead of
                  /proc/sys/kernel (tests)
 --pipe-limit N   core_pipe_limit to set at least (default 16)
+--socket[=PATH]  point core_pattern at the coredump socket server
+                 (`coroner handler --serve`, or the systemd units in
+                 dist/systemd/) on PATH (default /run/coroner/coredump.socket)
+                 instead of running a handler per crash: `@@PATH` on Linux
+                 6.17+, where the server rejects excluded and rate-limited
+                 crashes before the kernel writes anything; `@PATH` on 6.16;
+                 the pipe handler on older kernels. The server must already
+                 be listening.
 
 --jit --system   load the crash runtime (libcoroner.so) into every dynamically
                  linked program, through /etc/ld.so.preload; uninstall removes
@@ -202,6 +211,7 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
     let mut config: Option<PathBuf> = None;
     let mut sysctl_dir: Option<PathBuf> = None;
     let mut pipe_limit = 16u32;
+    let mut socket: Option<PathBuf> = None;
     let mut it = raw.iter();
     while let Some(a) = it.next() {
         match a.to_str() {
@@ -210,6 +220,10 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             Some("--jit") => jit = true,
+            Some("--socket") => socket = Some(PathBuf::from(crate::cmd::serve::DEFAULT_SOCKET)),
+            Some(s) if s.starts_with("--socket=") => {
+                socket = Some(PathBuf::from(&s["--socket=".len()..]));
+            }
             Some("--system") => system = true,
             Some("--preload-file") => {
                 file = it
@@ -256,7 +270,7 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
         return Err(UsageError("say --system (see coroner install --help)".into()).into());
     }
     if !jit {
-        return kernel_tier(install, config, sysctl_dir, pipe_limit);
+        return kernel_tier(install, config, sysctl_dir, pipe_limit, socket);
     }
     let lib = match lib {
         Some(l) => l,
@@ -278,6 +292,7 @@ fn kernel_tier(
     config: Option<PathBuf>,
     sysctl_dir: Option<PathBuf>,
     pipe_limit: u32,
+    socket: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     use coroner_config::kernel::{handler_pattern, install_kernel, uninstall_kernel, SysctlPaths};
     if let Some(c) = &config {
@@ -307,7 +322,10 @@ fn kernel_tier(
             .and_then(|e| e.canonicalize())
             .context("cannot find this program's path")?;
         trusted_program(&exe)?;
-        let pattern = handler_pattern(&exe, config.as_deref())?;
+        let pattern = match socket {
+            Some(s) => socket_or_pipe(&s, &exe, config.as_deref())?,
+            None => handler_pattern(&exe, config.as_deref())?,
+        };
         let outcome = install_kernel(&sys, state, &pattern, pipe_limit)
             .with_context(|| format!("installing in {}", sys.dir.display()))?;
         println!("{outcome}");
@@ -317,6 +335,46 @@ fn kernel_tier(
         println!("{outcome}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `install --system --socket`: `@@SOCKET` (request mode) on Linux 6.17+,
+/// `@SOCKET` on 6.16, the pipe handler before that. The server must already
+/// listen there: a socket pattern with nobody behind it loses every crash.
+fn socket_or_pipe(
+    socket: &std::path::Path,
+    exe: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    use coroner_config::kernel::{handler_pattern, socket_pattern, socket_support, SocketSupport};
+    if !socket.is_absolute() {
+        return Err(UsageError(format!(
+            "--socket={} must be an absolute path",
+            socket.display()
+        ))
+        .into());
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    let support = socket_support(release);
+    if support == SocketSupport::None {
+        eprintln!(
+            "coroner: this kernel ({release}) has no coredump socket (Linux 6.16+): installing the pipe handler instead"
+        );
+        return Ok(handler_pattern(exe, config)?);
+    }
+    if !crate::cmd::serve::listening(socket) {
+        anyhow::bail!(
+            "nothing listens on {}: start the server first (`coroner handler --serve --socket {}`, or `systemctl enable --now coroner-coredump.socket` with the units in dist/systemd/), then install",
+            socket.display(),
+            socket.display()
+        );
+    }
+    if support == SocketSupport::Plain {
+        eprintln!(
+            "coroner: this kernel ({release}) has the coredump socket without requests (Linux 6.17+): every crash is written to the server, which applies the rate limits after the fact"
+        );
+    }
+    Ok(socket_pattern(socket, support == SocketSupport::Request)?)
 }
 
 /// The kernel runs the handler as root for every crash: the program and

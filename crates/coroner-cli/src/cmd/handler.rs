@@ -43,11 +43,14 @@ use std::time::{Duration, Instant};
 
 pub const USAGE: &str = "\
 Usage: coroner handler [--config=FILE] %P %I %s %t %d %F %u %g %c %h %p %i %e
+       coroner handler --serve [--config FILE] [--socket PATH] [--max-children N]
        coroner handler --analyze < MINIDUMP
 
 The kernel-tier crash handler. The kernel runs it for every crashing process
 once `coroner install --system` has set kernel.core_pattern; it is not meant
-to be run by hand (tests feed it recorded core streams). `--analyze` is the
+to be run by hand (tests feed it recorded core streams). `--serve` is the
+coredump-socket server `coroner install --system --socket` points the kernel
+at instead (see `coroner handler --serve --help`). `--analyze` is the
 unprivileged analysis step it runs in a child: a minidump on stdin, the
 analysis as JSON on stdout.
 ";
@@ -67,18 +70,20 @@ pub struct Log {
 
 impl Log {
     pub fn open(pid: u32) -> Log {
+        Log::with_prefix(format!(
+            "coroner-handler[{}]: crash of pid {pid}: ",
+            std::process::id()
+        ))
+    }
+
+    /// A log whose lines start with `prefix` (the socket server's own).
+    pub fn with_prefix(prefix: String) -> Log {
         let kmsg = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open("/dev/kmsg")
             .ok();
-        Log {
-            kmsg,
-            prefix: format!(
-                "coroner-handler[{}]: crash of pid {pid}: ",
-                std::process::id()
-            ),
-        }
+        Log { kmsg, prefix }
     }
 
     /// Log one line (escaped: never more than one line, no control bytes).
@@ -106,6 +111,8 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some("--analyze") => analyze_stdin(),
+        Some("--serve") => crate::cmd::serve::serve(&args[1..]),
+        Some(a) if a.starts_with("--from-socket") => Ok(crate::cmd::serve::connection(args)),
         _ => Ok(pipe(args)),
     }
 }
@@ -113,7 +120,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
 /// Limit what a crash of this process could do: no core of it (RLIMIT_CORE
 /// 1 makes the kernel refuse to run a pipe handler for it, so a crash of
 /// the handler never recurses), not dumpable, private files.
-fn harden() {
+pub(crate) fn harden() {
     let _ = coroner_sys::set_rlimit(libc::RLIMIT_CORE, 1, 1);
     let _ = coroner_sys::set_dumpable(false);
     coroner_sys::set_umask(0o077);
@@ -140,8 +147,8 @@ fn analyze_stdin() -> anyhow::Result<ExitCode> {
 }
 
 /// The crash as the handler sees it: arguments, and what /proc said.
-struct Crash {
-    args: HandlerArgs,
+pub(crate) struct Crash {
+    pub(crate) args: HandlerArgs,
     meta: Option<CrashMeta>,
     crashed: Option<Crashed>,
     boot_id: String,
@@ -150,7 +157,7 @@ struct Crash {
 }
 
 impl Crash {
-    fn exe_base(&self) -> &str {
+    pub(crate) fn exe_base(&self) -> &str {
         self.exe.rsplit('/').next().unwrap_or(&self.exe)
     }
     fn comm(&self) -> String {
@@ -158,8 +165,8 @@ impl Crash {
     }
 }
 
-fn load_config(args: &HandlerArgs, log: &mut Log) -> Config {
-    let sources = Sources::system_only(args.config.as_deref(), 0);
+pub(crate) fn load_config(config: Option<&Path>, log: &mut Log) -> Config {
+    let sources = Sources::system_only(config, 0);
     match coroner_config::load(&sources) {
         Ok(l) => {
             for w in l.warnings {
@@ -207,9 +214,16 @@ fn pipe(raw: &[OsString]) -> ExitCode {
     // (the default 64 KiB is one round trip per 16 pages).
     let _ = coroner_sys::set_pipe_size(io::stdin().as_fd(), 8 << 20)
         .or_else(|_| coroner_sys::set_pipe_size(io::stdin().as_fd(), 1 << 20));
-    let config = load_config(&args, &mut log);
-    let kernel = config.kernel.clone();
-    // The time cap: past it (plus a grace for the store row), give up.
+    let config = load_config(args.config.as_deref(), &mut log);
+    start_time_cap(&config.kernel);
+    let pidfd = take_pidfd(&args, &mut log);
+    let opened = open_crashed(args.pid, pidfd, config.kernel.environment);
+    let crash = identify(args, opened, &mut log);
+    handle(crash, &config, None, started, &mut log)
+}
+
+/// The time cap: past it (plus a grace for the store row), give up.
+pub(crate) fn start_time_cap(kernel: &KernelTier) {
     let grace = kernel.time_max + Duration::from_secs(30);
     std::thread::spawn(move || {
         std::thread::sleep(grace);
@@ -220,49 +234,67 @@ fn pipe(raw: &[OsString]) -> ExitCode {
         ));
         std::process::exit(1);
     });
-    let pidfd = take_pidfd(&args, &mut log);
-    let crash = identify(args, pidfd, &kernel, &mut log);
-    let chain_to = chain_argv(&crash, &kernel, &mut log);
+}
+
+/// One crash, identified: collect it (the core stream on stdin), then
+/// chain. `admitted`: the socket server already ran [`admit`] and answered
+/// the kernel; this is the `suppressed_before` it got.
+pub(crate) fn handle(
+    mut crash: Crash,
+    config: &Config,
+    admitted: Option<u64>,
+    started: Instant,
+    log: &mut Log,
+) -> ExitCode {
+    let kernel = &config.kernel;
+    let previous = chain_previous(kernel, log);
     let mut out = Collected {
         spool: None,
         stream_read: false,
-        chain: chain_to.is_some(),
+        chain: previous.is_some(),
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        collect(&crash, &config, &kernel, started, &mut out, &mut log)
+        collect(&mut crash, config, kernel, admitted, started, &mut out, log)
     }));
     match result {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log.warn(&format!("{e:#}")),
         Err(_) => log.warn("the handler panicked; nothing was published for this crash"),
     }
-    if let Some(argv) = chain_to {
-        chain(&argv, out.spool.take(), out.stream_read, &mut log);
+    if let Some(argv) = previous.and_then(|p| chain_argv(&crash, &p, log)) {
+        chain(&argv, out.spool.take(), out.stream_read, log);
     }
     ExitCode::SUCCESS
 }
 
+/// `/proc/PID` bound to the pidfd (opened by PID if `None`), and what it
+/// says, verified after the reads.
+pub(crate) fn open_crashed(
+    pid: u32,
+    pidfd: Option<OwnedFd>,
+    environment: bool,
+) -> Result<(Crashed, CrashMeta), String> {
+    let c = Crashed::open(Pid(pid as i32), pidfd)
+        .map_err(|e| format!("process metadata refused: {e}"))?;
+    let m = c
+        .read_meta(environment)
+        .map_err(|e| format!("process metadata refused: {e}"))?;
+    Ok((c, m))
+}
+
 /// Who crashed: /proc through the pidfd, verified; on failure the crash is
 /// still collected, from the core alone, and marked sensitive.
-fn identify(
+pub(crate) fn identify(
     args: HandlerArgs,
-    pidfd: Option<OwnedFd>,
-    kernel: &KernelTier,
+    opened: Result<(Crashed, CrashMeta), String>,
     log: &mut Log,
 ) -> Crash {
     let mut notes = Vec::new();
     let boot_id = coroner_proc::procfs::boot_id();
-    let pid = Pid(args.pid as i32);
-    let (crashed, meta) = match Crashed::open(pid, pidfd) {
-        Ok(c) => match c.read_meta(kernel.environment) {
-            Ok(m) => (Some(c), Some(m)),
-            Err(e) => {
-                notes.push(format!("process metadata refused: {e}"));
-                (None, None)
-            }
-        },
+    let (crashed, meta) = match opened {
+        Ok((c, m)) => (Some(c), Some(m)),
         Err(e) => {
-            notes.push(format!("process metadata refused: {e}"));
+            notes.push(e);
             (None, None)
         }
     };
@@ -315,41 +347,62 @@ fn md_level(l: CfgLevel) -> Option<DumpLevel> {
     }
 }
 
-fn collect(
-    crash: &Crash,
-    config: &Config,
-    kernel: &KernelTier,
-    started: Instant,
-    out: &mut Collected,
-    log: &mut Log,
-) -> anyhow::Result<()> {
-    let a = &crash.args;
-    let base = crash.exe_base().to_owned();
-    if kernel.excluded(&base) || kernel.excluded(&crash.comm()) {
+/// True (logged) if `[kernel] exclude` names the executable or the command.
+pub(crate) fn excluded(crash: &Crash, kernel: &KernelTier, log: &mut Log) -> bool {
+    let base = crash.exe_base();
+    let hit = kernel.excluded(base) || kernel.excluded(&crash.comm());
+    if hit {
         log.info(&format!(
             "{base} is excluded ([kernel] exclude): not collected"
         ));
-        return Ok(());
     }
-    // The kernel tier collects even without a `[localdumps]` table: its
-    // defaults then, as an empty table would give.
-    let fallback = coroner_config::LocalDumps::default();
-    let dumps = config
-        .localdumps
-        .as_ref()
-        .unwrap_or(&fallback)
-        .effective(&base);
+    hit
+}
+
+/// The executable's `[localdumps]` settings (the kernel tier collects even
+/// without a `[localdumps]` table: the defaults then, as an empty table
+/// would give).
+fn local_dumps(config: &Config) -> std::borrow::Cow<'_, coroner_config::LocalDumps> {
+    match &config.localdumps {
+        Some(l) => std::borrow::Cow::Borrowed(l),
+        None => std::borrow::Cow::Owned(coroner_config::LocalDumps::default()),
+    }
+}
+
+/// The crash's dump folder (root-owned, checked on the way) and the report
+/// store in it.
+pub(crate) fn destination(folder: &Path, kernel: &KernelTier) -> anyhow::Result<(DumpDir, Store)> {
     let mode = FolderMode {
         group: kernel.group,
         traverse: kernel.user_access,
     };
-    let dir = DumpDir::open(dumps.folder, 0, mode)?;
-    let mut store = Store::open(dir.path())
+    let dir = DumpDir::open(folder, 0, mode)?;
+    let store = Store::open(dir.path())
         .with_context(|| format!("cannot open the report store in {}", dir.path().display()))?;
+    Ok((dir, store))
+}
+
+/// The folder `[localdumps]` gives this crash's executable.
+pub(crate) fn folder_for(crash: &Crash, config: &Config) -> std::path::PathBuf {
+    local_dumps(config)
+        .effective(crash.exe_base())
+        .folder
+        .to_path_buf()
+}
+
+/// Whether a crash that is not excluded is collected: not if the runtime
+/// already reported it, nor over the rate limits (counted then).
+/// `Some(n)`: collect; `n` crashes were suppressed just before it.
+pub(crate) fn admit(
+    crash: &Crash,
+    kernel: &KernelTier,
+    store: &mut Store,
+    log: &mut Log,
+) -> anyhow::Result<Option<u64>> {
     if let Some(m) = &crash.meta {
-        if store.was_reported(&crash.boot_id, a.pid, m.start_time)? {
+        if store.was_reported(&crash.boot_id, crash.args.pid, m.start_time)? {
             log.info("already reported by the in-process runtime: not reported twice");
-            return Ok(());
+            return Ok(None);
         }
     }
     let limits = RateLimits {
@@ -357,14 +410,40 @@ fn collect(
         per_exe_burst: kernel.rate_burst,
         global_burst: kernel.rate_global_burst,
     };
-    let suppressed_before = match store.admit(&base, a.time, &limits)? {
+    let base = crash.exe_base();
+    Ok(match store.admit(base, crash.args.time, &limits)? {
         Admission::Suppress { suppressed } => {
             log.warn(&format!(
                 "rate limit: {base} crashed {suppressed} times over the limit in this interval; counted, not dumped"
             ));
-            return Ok(());
+            None
         }
-        Admission::Record { suppressed_before } => suppressed_before,
+        Admission::Record { suppressed_before } => Some(suppressed_before),
+    })
+}
+
+fn collect(
+    crash: &mut Crash,
+    config: &Config,
+    kernel: &KernelTier,
+    admitted: Option<u64>,
+    started: Instant,
+    out: &mut Collected,
+    log: &mut Log,
+) -> anyhow::Result<()> {
+    let base = crash.exe_base().to_owned();
+    if admitted.is_none() && excluded(crash, kernel, log) {
+        return Ok(());
+    }
+    let local = local_dumps(config);
+    let dumps = local.effective(&base);
+    let (dir, mut store) = destination(dumps.folder, kernel)?;
+    let suppressed_before = match admitted {
+        Some(n) => n,
+        None => match admit(crash, kernel, &mut store, log)? {
+            Some(n) => n,
+            None => return Ok(()),
+        },
     };
     let (_, fs_total) = dir.free_space().unwrap_or((0, 0));
     let retention = Retention {
@@ -406,6 +485,16 @@ fn collect(
         .context("cannot duplicate the core file descriptor")?;
     out.stream_read = true;
     let ingested = ingest(&mut io::stdin().lock(), plan);
+    if let Ok(Ingested { crash: Some(c), .. }) = &ingested {
+        // The socket gives no %s / %I: the core's NT_SIGINFO and first
+        // thread do (and they are what the minidump says).
+        if crash.args.signal == 0 {
+            crash.args.signal = c.siginfo.signo();
+            report.signal = crash.args.signal;
+        }
+    }
+    let crash = &*crash;
+    let a = &crash.args;
     let reader = reader_uid(crash, kernel);
     let mut written: Vec<DumpFile> = Vec::new();
     let stem = format!(
@@ -501,7 +590,7 @@ fn collect(
     }
     log.info(&format!(
         "{base} (signal {}) recorded as report {id} in {} ({} ms, peak memory {} KiB): {}",
-        a.signal,
+        report.signal,
         dir.path().display(),
         started.elapsed().as_millis(),
         peak_rss_kib(),
@@ -713,20 +802,25 @@ fn analyze(minidump: &File, crash: &Crash, r: &mut NewReport, log: &mut Log) {
     }
 }
 
-/// The handler installed before us, with its pattern expanded as the
-/// kernel would have (`None`: nothing to chain to, or chaining is off).
-fn chain_argv(crash: &Crash, kernel: &KernelTier, log: &mut Log) -> Option<Vec<OsString>> {
+/// The pattern of the handler installed before us, if chaining is on and
+/// there is one.
+fn chain_previous(kernel: &KernelTier, log: &mut Log) -> Option<Vec<u8>> {
     if !kernel.chain {
         return None;
     }
-    let saved = match saved_state(&kernel.state_dir, 0) {
-        Ok(Some(s)) => s,
-        Ok(None) => return None,
+    match saved_state(&kernel.state_dir, 0) {
+        Ok(Some(s)) => Some(s.previous_pattern),
+        Ok(None) => None,
         Err(e) => {
             log.warn(&format!("not chaining: {e}"));
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// The previous handler's pattern expanded as the kernel would have
+/// (`None`: nothing to run, e.g. a file pattern).
+fn chain_argv(crash: &Crash, previous: &[u8], log: &mut Log) -> Option<Vec<OsString>> {
     let a = &crash.args;
     // The chained handler gets the pidfd as fd 3, as from the kernel: only
     // when ours is the kernel's fd 3 (dup2 onto 3 could close a descriptor
@@ -736,7 +830,7 @@ fn chain_argv(crash: &Crash, kernel: &KernelTier, log: &mut Log) -> Option<Vec<O
     });
     let exe_path = (!crash.exe.is_empty()).then(|| Path::new(crash.exe.as_str()));
     let fields = a.chain_fields(exe_path, pidfd3.then_some(3));
-    match chain_command(&saved.previous_pattern, &fields) {
+    match chain_command(previous, &fields) {
         Ok(Some(argv)) if !argv.is_empty() => Some(argv),
         Ok(_) => None,
         Err(e) => {

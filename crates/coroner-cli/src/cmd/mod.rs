@@ -8,3 +8,4 @@ pub mod dump;
 pub mod handler;
 pub mod reports;
 pub mod run;
+pub mod serve;
