@@ -5,8 +5,9 @@
  * SIGABRT, SIGTRAP, SIGSYS) it launches the configured AeDebug debugger
  * against the live process, else writes the LocalDumps dump, then lets the
  * signal end the process as it would have. Configuration: the coroner TOML
- * files, or $CORONER_CONFIG. It also interposes sigaction, signal,
- * bsd_signal, sysv_signal and pthread_create (see the crate docs).
+ * files, or $CORONER_CONFIG. It also interposes every libc call that sets a
+ * signal disposition (sigaction, signal, bsd_signal, ssignal, sysv_signal,
+ * sigset, sigignore, siginterrupt) and pthread_create (see the crate docs).
  */
 #ifndef CORONER_H
 #define CORONER_H
@@ -19,9 +20,10 @@ extern "C" {
  * Returns 0 on success, -1 on failure (a message went to stderr). */
 int coroner_install(void);
 
-/* DebugBreak: raises SIGTRAP. An attached debugger breaks; otherwise the
- * registered debugger is launched (reason "debug-break"), and without one
- * the process dies by SIGTRAP. */
+/* DebugBreak: a breakpoint instruction (int3 on x86; SIGTRAP elsewhere).
+ * An attached debugger stops at it as at any breakpoint and can continue
+ * after it; otherwise the registered debugger is launched (reason
+ * "debug-break"), and without one the process dies by SIGTRAP. */
 void coroner_debug_break(void);
 
 /* Debugger.Launch: starts the registered debugger now, with a JIT block

@@ -1133,8 +1133,28 @@ pub(crate) fn launch_from_here() -> bool {
     attached
 }
 
+/// A breakpoint instruction, with SIGTRAP unblocked (a trap while it is
+/// blocked would be forced to the default action, past every handler).
+pub(crate) fn breakpoint() {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    {
+        unblock(libc::SIGTRAP);
+        // SAFETY: `int3` only raises SIGTRAP on this thread; it touches no
+        // memory and, when the handler or a debugger resumes, execution
+        // continues at the next instruction with every register intact.
+        unsafe { core::arch::asm!("int3", options(nomem, nostack)) };
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    raise_unblocked(libc::SIGTRAP);
+}
+
 /// Sends `sig` to the calling thread with it unblocked.
 pub(crate) fn raise_unblocked(sig: c_int) {
+    unblock(sig);
+    tgkill_self(sig);
+}
+
+fn unblock(sig: c_int) {
     let set: u64 = 1u64 << (sig - 1);
     // SAFETY: an 8-byte kernel sigset on this stack.
     unsafe {
@@ -1146,7 +1166,6 @@ pub(crate) fn raise_unblocked(sig: c_int) {
             8usize,
         )
     };
-    tgkill_self(sig);
 }
 
 #[cfg(test)]

@@ -133,14 +133,17 @@ pub fn is_installed() -> bool {
     dispositions::ACTIVE.load(Ordering::Acquire)
 }
 
-/// DebugBreak: raises SIGTRAP on the calling thread. An attached debugger
-/// breaks; without one the handler runs the JIT steps with reason
-/// `debug-break` (a debugger that attaches and signals sees the SIGTRAP
-/// again and can continue; otherwise the process dies by SIGTRAP, as
-/// DebugBreak without a debugger ends a Windows process).
+/// DebugBreak: a breakpoint instruction (`int3` on x86; SIGTRAP raised on
+/// the calling thread elsewhere), with SIGTRAP unblocked first. An attached
+/// debugger stops at it as at any breakpoint (SIGTRAP `SI_KERNEL`, CDB's
+/// "Break instruction exception") and continuing goes on after it; without
+/// one the handler runs the JIT steps with reason `debug-break` (a debugger
+/// that attaches and signals sees the SIGTRAP again and can continue;
+/// otherwise the process dies by SIGTRAP, as DebugBreak without a debugger
+/// ends a Windows process).
 pub fn debug_break() {
     crash::REASON_HINT.store(Reason::DebugBreak as u8, Ordering::Release);
-    crash::raise_unblocked(libc::SIGTRAP);
+    crash::breakpoint();
 }
 
 /// Debugger.Launch: starts the configured debugger now against this
