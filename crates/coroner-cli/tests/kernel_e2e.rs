@@ -139,9 +139,51 @@ fn installed_handler_collects_real_crashes_and_uninstall_restores_core_pattern()
         crashed.push((exe, function));
     }
 
+    // A container-like process: a private mount namespace where its binary
+    // sits on a tmpfs the host never sees (the host's directory is empty).
+    // The analysis finds it through /proc/PID/root.
+    let ctr = t.path().join("ctr");
+    std::fs::create_dir(&ctr).unwrap();
+    let in_ctr = ctr.join("crasher");
+    let unshared = tool("unshare")
+        && Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if unshared {
+        let script = format!(
+            "mount -t tmpfs none {0} && cp {1} {0}/crasher && exec {0}/crasher segv-null",
+            ctr.display(),
+            crasher().display()
+        );
+        let st = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .status()
+            .unwrap();
+        assert_eq!(st.signal(), Some(libc::SIGSEGV), "container crash");
+        assert!(
+            !in_ctr.exists(),
+            "the host must not see the container's binary"
+        );
+    }
+
     let store = coroner_store::Store::open(&folder).unwrap();
     let rows = store.list(&coroner_store::Filter::default()).unwrap();
-    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows.len(), 2 + usize::from(unshared), "{rows:#?}");
+    if unshared {
+        let r = rows
+            .iter()
+            .find(|r| Path::new(&r.exe) == in_ctr)
+            .unwrap_or_else(|| panic!("no row for the container crash: {rows:#?}"));
+        assert!(
+            r.signature
+                .as_deref()
+                .unwrap_or("")
+                .contains("crash_segv_null"),
+            "symbolized through the container's root: {:?}",
+            r.signature
+        );
+    }
     for (exe, function) in &crashed {
         let r = rows
             .iter()

@@ -1111,6 +1111,7 @@ mod tests {
         let opts = crate::SymbolOptions {
             debug_dirs: Vec::new(),
             binary_dirs: Vec::new(),
+            sysroot: None,
         };
         ModuleImage::load(&opts, &want, base, end - base, None)
     }

@@ -166,6 +166,7 @@ struct CacheKey {
     build_id: Option<String>,
     debug_dirs: Vec<PathBuf>,
     binary_dirs: Vec<PathBuf>,
+    sysroot: Option<PathBuf>,
     /// Length and modification time of the code file, so that a file
     /// rebuilt in place is read again.
     stamp: Option<(u64, Option<SystemTime>)>,
@@ -205,6 +206,7 @@ impl ModuleImage {
             build_id: build_id.clone(),
             debug_dirs: opts.debug_dirs.clone(),
             binary_dirs: opts.binary_dirs.clone(),
+            sysroot: opts.sysroot.clone(),
             stamp,
         };
         let cached = lock(cache()).get(&key).and_then(Weak::upgrade);
@@ -1054,6 +1056,7 @@ mod tests {
         let opts = SymbolOptions {
             debug_dirs: Vec::new(),
             binary_dirs: Vec::new(),
+            sysroot: None,
         };
         ModuleImage::load(&opts, exe.to_str().unwrap(), base, end - base, None)
     }
@@ -1110,6 +1113,7 @@ mod tests {
         let opts = SymbolOptions {
             debug_dirs: Vec::new(),
             binary_dirs: Vec::new(),
+            sysroot: None,
         };
         let shift = 0x1000_0000;
         let b = ModuleImage::load(
@@ -1143,6 +1147,7 @@ mod tests {
         let opts = SymbolOptions {
             debug_dirs: Vec::new(),
             binary_dirs: Vec::new(),
+            sysroot: None,
         };
         let img = ModuleImage::load(&opts, exe.to_str().unwrap(), 0x1000, 0x1000, Some("00ff"));
         assert_eq!(img.status(), &SymbolStatus::Refused);

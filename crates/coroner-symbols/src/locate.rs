@@ -20,6 +20,10 @@ pub struct SymbolOptions {
     /// Extra directories holding copies of binaries (by base name), for
     /// dumps from another machine. Only files whose build id matches are used.
     pub binary_dirs: Vec<PathBuf>,
+    /// The crashed process's root directory when it is not ours (a
+    /// container's, reached through `/proc/PID/root`): absolute code paths
+    /// are looked up under it first, then as they are.
+    pub sysroot: Option<PathBuf>,
 }
 
 impl Default for SymbolOptions {
@@ -28,6 +32,7 @@ impl Default for SymbolOptions {
         SymbolOptions {
             debug_dirs: vec![PathBuf::from("/usr/lib/debug")],
             binary_dirs: Vec::new(),
+            sysroot: None,
         }
     }
 }
@@ -139,6 +144,9 @@ pub(crate) fn locate(opts: &SymbolOptions, code_file: &str, dump_id: Option<&str
     // 1. The code file itself, then copies in the binary dirs.
     let mut candidates = Vec::new();
     if code_path.is_absolute() {
+        if let Some(root) = &opts.sysroot {
+            candidates.push(root.join(code_path.strip_prefix("/").unwrap_or(&code_path)));
+        }
         candidates.push(code_path.clone());
     }
     if let Some(name) = code_path.file_name() {

@@ -60,6 +60,7 @@ fn no_system_dirs() -> SymbolOptions {
     SymbolOptions {
         debug_dirs: vec![],
         binary_dirs: vec![],
+        sysroot: None,
     }
 }
 
@@ -119,6 +120,7 @@ fn refuses_file_whose_build_id_differs() {
     let p = CoronerSymbolProvider::new(SymbolOptions {
         debug_dirs: vec![],
         binary_dirs: vec![dir.path().to_path_buf()],
+        sysroot: None,
     });
     let m = module(Path::new("/nonexistent/copy-of-test"), base, end, fake);
     assert_eq!(p.module_symbols(&m).status, SymbolStatus::Refused);
@@ -216,6 +218,7 @@ fn debug_file_by_build_id_dir() {
     let p = CoronerSymbolProvider::new(SymbolOptions {
         debug_dirs: vec![root],
         binary_dirs: vec![],
+        sysroot: None,
     });
     let info = p.module_symbols(&m);
     assert_eq!(info.debug_file.as_deref(), Some(dbg.as_path()));
@@ -226,4 +229,33 @@ fn debug_file_by_build_id_dir() {
         .unwrap()
         .function
         .ends_with("marker_function"));
+}
+
+/// A container's binary: its code path exists only under the process's
+/// root (`/proc/PID/root`), which `sysroot` names.
+#[test]
+fn finds_a_module_under_the_sysroot_by_its_path_there() {
+    let root = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let inside = Path::new("/opt/ctr-only/prog");
+    std::fs::create_dir_all(root.path().join("opt/ctr-only")).unwrap();
+    std::fs::copy(&exe, root.path().join("opt/ctr-only/prog")).unwrap();
+    let (base, end) = module_range(&exe);
+    let m = module(inside, base, end, own_build_id());
+    let f = marker_function as fn(u64) -> u64 as usize as u64;
+    // Without the sysroot the path names nothing on this machine.
+    let p = CoronerSymbolProvider::new(no_system_dirs());
+    assert_eq!(p.symbolize(&m, f + 4), None);
+    let p = CoronerSymbolProvider::new(SymbolOptions {
+        sysroot: Some(root.path().to_path_buf()),
+        ..no_system_dirs()
+    });
+    let s = p
+        .symbolize(&m, f + 4)
+        .expect("symbolized through the sysroot");
+    assert!(s.function.ends_with("marker_function"), "{}", s.function);
+    assert_eq!(
+        p.module_symbols(&m).binary.as_deref(),
+        Some(root.path().join("opt/ctr-only/prog").as_path())
+    );
 }

@@ -66,6 +66,26 @@ pub fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
     })
 }
 
+/// Open the directory a `/proc/PID` magic link points at (`root`, `cwd`)
+/// inside the `/proc/PID` directory `dir`: the one place a link is
+/// followed, because these are not paths but the process's own directories
+/// (a container's root in another mount namespace). The kernel checks
+/// ptrace access to the process.
+pub fn open_proc_link_dir(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<OwnedFd> {
+    let n = component(name)?;
+    if n.as_bytes() != b"root" && n.as_bytes() != b"cwd" {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: as in `open_dir_at`.
+    owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            n.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })
+}
+
 /// Open the regular file (or /proc file) `name` inside `dir` for reading,
 /// not following a symlink, not blocking on a FIFO.
 pub fn open_read_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
@@ -281,6 +301,23 @@ pub fn dup_to(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+
+    #[test]
+    fn proc_root_link_opens_the_process_root_and_nothing_else_is_followed() {
+        let me = format!("/proc/{}", std::process::id());
+        let proc_self = open_dir_path(OsStr::new(&me)).unwrap();
+        let root = open_proc_link_dir(proc_self.as_fd(), OsStr::new("root")).unwrap();
+        let a = std::fs::metadata(format!("/proc/self/fd/{}", root.as_raw_fd())).unwrap();
+        let b = std::fs::metadata("/").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+        for other in ["exe", "fd", "../self", "ns/mnt"] {
+            assert!(
+                open_proc_link_dir(proc_self.as_fd(), OsStr::new(other)).is_err(),
+                "{other}"
+            );
+        }
+    }
 
     #[test]
     fn tmpfile_link_never_replaces_and_names_are_components() {

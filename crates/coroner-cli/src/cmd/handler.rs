@@ -110,7 +110,7 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)
         }
-        Some("--analyze") => analyze_stdin(),
+        Some("--analyze") => analyze_stdin(&args[1..]),
         Some("--serve") => crate::cmd::serve::serve(&args[1..]),
         Some(a) if a.starts_with("--from-socket") => Ok(crate::cmd::serve::connection(args)),
         _ => Ok(pipe(args)),
@@ -126,10 +126,23 @@ pub(crate) fn harden() {
     coroner_sys::set_umask(0o077);
 }
 
-/// `--analyze`: the unprivileged step. Reads a minidump from stdin and
-/// prints the analyzer's report as JSON.
-fn analyze_stdin() -> anyhow::Result<ExitCode> {
+/// `--analyze [--sysroot=DIR]`: the unprivileged step. Reads a minidump
+/// from stdin and prints the analyzer's report as JSON. `DIR`: the crashed
+/// process's root when it ran in another mount namespace (a container):
+/// its module paths and debug files are found there.
+fn analyze_stdin(args: &[OsString]) -> anyhow::Result<ExitCode> {
     harden();
+    let mut opts = coroner_analyze::AnalyzeOptions::default();
+    for a in args {
+        match a.as_bytes().strip_prefix(b"--sysroot=") {
+            Some(dir) if dir.starts_with(b"/") => {
+                let dir = Path::new(std::ffi::OsStr::from_bytes(dir)).to_path_buf();
+                opts.symbols.debug_dirs.insert(0, dir.join("usr/lib/debug"));
+                opts.symbols.sysroot = Some(dir);
+            }
+            _ => anyhow::bail!("--analyze: unexpected argument {a:?}"),
+        }
+    }
     let mut data = Vec::new();
     io::stdin()
         .take(ANALYSIS_MAX)
@@ -138,7 +151,7 @@ fn analyze_stdin() -> anyhow::Result<ExitCode> {
     let report = coroner_analyze::analyze_minidump_bytes(
         Path::new("<stdin>"),
         data,
-        &coroner_analyze::AnalyzeOptions::default(),
+        &opts,
         Vec::new(),
         "minidump",
     )?;
@@ -738,9 +751,28 @@ fn publish_core(
     })
 }
 
+/// The crashed process's root directory if it ran in another mount
+/// namespace than ours (a container): opened through its verified
+/// `/proc/PID`, for the analysis to find its files by their paths there.
+fn container_root(crash: &Crash) -> Option<OwnedFd> {
+    let c = crash.crashed.as_ref()?;
+    let ns = coroner_sys::fs::open_dir_at(c.dir(), std::ffi::OsStr::new("ns")).ok()?;
+    let theirs = coroner_sys::fs::read_link_at(ns.as_fd(), std::ffi::OsStr::new("mnt")).ok()?;
+    let ours = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    if theirs == ours.as_os_str().as_bytes() {
+        return None;
+    }
+    let root = coroner_sys::fs::open_proc_link_dir(c.dir(), std::ffi::OsStr::new("root")).ok()?;
+    c.verify().ok()?;
+    Some(root)
+}
+
 /// Run the analysis as the crashing user (nobody for root), with the
 /// minidump on its stdin; fill in the signature.
 fn analyze(minidump: &File, crash: &Crash, r: &mut NewReport, log: &mut Log) {
+    // Inherited by the analysis child only (close-on-exec is cleared for
+    // the spawn, and the descriptor closed right after it).
+    let root = container_root(crash);
     let (uid, gid) = match crash.args.uid {
         0 => (NOBODY, NOBODY),
         u => (u, crash.args.gid),
@@ -749,8 +781,13 @@ fn analyze(minidump: &File, crash: &Crash, r: &mut NewReport, log: &mut Log) {
         let mut input = minidump.try_clone()?;
         input.rewind()?;
         let exe = std::fs::read_link("/proc/self/exe").context("cannot find this program")?;
-        let mut child = Command::new(exe)
-            .args(["handler", "--analyze"])
+        let mut cmd = Command::new(exe);
+        cmd.args(["handler", "--analyze"]);
+        if let Some(fd) = &root {
+            coroner_sys::set_cloexec(fd.as_fd(), false)?;
+            cmd.arg(format!("--sysroot=/proc/self/fd/{}", fd.as_raw_fd()));
+        }
+        let spawned = cmd
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .current_dir("/")
@@ -759,8 +796,11 @@ fn analyze(minidump: &File, crash: &Crash, r: &mut NewReport, log: &mut Log) {
             .stdin(Stdio::from(input))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start the analysis")?;
+            .spawn();
+        if let Some(fd) = &root {
+            coroner_sys::set_cloexec(fd.as_fd(), true)?;
+        }
+        let mut child = spawned.context("cannot start the analysis")?;
         let mut out = child.stdout.take().context("no stdout")?;
         let reader = std::thread::spawn(move || {
             let mut s = String::new();
