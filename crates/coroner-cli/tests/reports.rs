@@ -494,6 +494,46 @@ fn gc_keeps_the_newest_per_executable() {
     assert_eq!(v["kept"], 2);
 }
 
+/// `[localdumps.apps.NAME] count` (WER's per-application DumpCount)
+/// overrides the folder's count for that executable.
+#[test]
+fn gc_honours_a_per_application_count() {
+    let f = Fixture::new("minidump");
+    let mut ids_of = |exe: &str, base: i64| -> Vec<ReportId> {
+        (0..3)
+            .map(|i| {
+                let name = f.copy_dump(&format!("{}{i}.dmp", exe.rsplit('/').next().unwrap()));
+                f.insert(exe, T0 + base + i, SIGSEGV, &[&name], true)
+            })
+            .collect()
+    };
+    let alpha = ids_of("/usr/bin/alpha", 0);
+    let beta = ids_of("/opt/beta", 10);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(cfg_dir.path(), f.folder(), 1);
+    let mut text_cfg = std::fs::read_to_string(&cfg).unwrap();
+    text_cfg.push_str("[localdumps.apps.alpha]\ncount = 2\n");
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let v = json(&reports_in(
+        None,
+        &["gc", "--json", "--config", cfg.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(v["retention"]["count_for"]["alpha"], 2, "{v}");
+    assert_eq!(v["removed"].as_array().unwrap().len(), 3, "{v}");
+    let mut left: Vec<ReportId> = f
+        .store()
+        .list(&Default::default())
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    left.sort();
+    let mut want = vec![alpha[1], alpha[2], beta[2]];
+    want.sort();
+    assert_eq!(left, want);
+}
+
 #[test]
 fn hostile_strings_print_escaped_on_one_line() {
     let f = Fixture::new("minidump");

@@ -128,6 +128,15 @@ impl Default for LocalDumps {
 }
 
 impl LocalDumps {
+    /// `count` of every `[localdumps.apps.NAME]` that sets one, by NAME
+    /// (retention applies them per executable).
+    pub fn app_counts(&self) -> BTreeMap<String, u32> {
+        self.apps
+            .iter()
+            .filter_map(|(name, a)| Some((name.clone(), a.count?)))
+            .collect()
+    }
+
     /// The settings for the executable `base` (a basename): its
     /// `[localdumps.apps.NAME]` keys over these.
     pub fn effective(&self, base: &str) -> EffectiveDumps<'_> {

@@ -30,7 +30,7 @@ pub fn free_space(path: &Path) -> Result<u64, StoreError> {
 
 impl Store {
     /// Apply `r`, oldest reports first: keep at most `count_per_exe`
-    /// reports per executable, keep the dump files (plus `reserve`, the
+    /// reports per executable (or its own `count_for` entry), keep the dump files (plus `reserve`, the
     /// bytes about to be written) under `max_use`, and keep `keep_free`
     /// (plus `reserve`) bytes free on the folder's file system. Deleting a
     /// report deletes its files. `protect` (the report just inserted) is
@@ -47,14 +47,18 @@ impl Store {
         let oldest_first = self.oldest_first()?;
         let mut gone: HashSet<ReportId> = HashSet::new();
 
-        if r.count_per_exe > 0 {
-            let keep = r.count_per_exe as usize;
+        if r.count_per_exe > 0 || r.count_for.values().any(|n| *n > 0) {
             let mut excess: HashMap<&str, usize> = HashMap::new();
             for (_, exe) in &oldest_first {
                 *excess.entry(exe.as_str()).or_default() += 1;
             }
-            for n in excess.values_mut() {
-                *n = n.saturating_sub(keep);
+            for (exe, n) in excess.iter_mut() {
+                let base = exe.rsplit('/').next().unwrap_or(exe);
+                let keep = r.count_for.get(base).copied().unwrap_or(r.count_per_exe);
+                *n = match keep {
+                    0 => 0,
+                    k => n.saturating_sub(k as usize),
+                };
             }
             // Oldest first across executables, like the other limits.
             for (id, exe) in &oldest_first {
@@ -227,6 +231,32 @@ mod tests {
         // Unlimited count: nothing more.
         let out = s.gc(&Retention::default(), 0, None).unwrap();
         assert_eq!(out, GcOutcome::default());
+    }
+
+    #[test]
+    fn per_executable_count_overrides_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let a = fill(&mut s, "/bin/a", &[1, 2, 3, 4]);
+        let b = fill(&mut s, "/usr/bin/b", &[5, 6, 7]);
+        let c = fill(&mut s, "/bin/c", &[8, 9, 10]);
+        let r = Retention {
+            count_per_exe: 2,
+            // b keeps 1; c is unlimited though the default is 2.
+            count_for: [("b".to_owned(), 1), ("c".to_owned(), 0)].into(),
+            ..Retention::default()
+        };
+        let out = s.gc(&r, 0, None).unwrap();
+        assert_eq!(out.reports_removed, 4, "{out:?}");
+        let mut want = vec![a[2].0, a[3].0, b[2].0, c[0].0, c[1].0, c[2].0];
+        want.sort();
+        assert_eq!(remaining(&s), want);
+        // Only overrides, default unlimited: still applied.
+        let r = Retention {
+            count_for: [("c".to_owned(), 1)].into(),
+            ..Retention::default()
+        };
+        assert_eq!(s.gc(&r, 0, None).unwrap().reports_removed, 2);
     }
 
     #[test]

@@ -353,10 +353,13 @@ pub enum Admission {
 }
 
 /// Retention (WER `DumpCount`, systemd `MaxUse` / `KeepFree`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Retention {
     /// Reports kept per executable; 0 = unlimited.
     pub count_per_exe: u32,
+    /// Per-executable counts over `count_per_exe`, by basename
+    /// (`[localdumps.apps.NAME] count`); 0 = unlimited.
+    pub count_for: std::collections::BTreeMap<String, u32>,
     /// Upper bound on the bytes of all dump files in the folder.
     pub max_use: Option<u64>,
     /// Bytes that must stay free on the folder's file system.

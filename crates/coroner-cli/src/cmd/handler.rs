@@ -460,7 +460,8 @@ fn collect(
     };
     let (_, fs_total) = dir.free_space().unwrap_or((0, 0));
     let retention = Retention {
-        count_per_exe: dumps.count,
+        count_per_exe: local.count,
+        count_for: local.app_counts(),
         max_use: kernel.max_use.map(|s| s.bytes(fs_total)),
         keep_free: kernel.keep_free.map(|s| s.bytes(fs_total)),
     };

@@ -830,6 +830,11 @@ fn gc(store: &mut Store, config: &coroner_config::Config, json: bool) -> anyhow:
             .localdumps
             .as_ref()
             .map_or(DEFAULT_COUNT, |l| l.count),
+        count_for: config
+            .localdumps
+            .as_ref()
+            .map(|l| l.app_counts())
+            .unwrap_or_default(),
         max_use: config.kernel.max_use.map(|s| s.bytes(fs_total)),
         keep_free: config.kernel.keep_free.map(|s| s.bytes(fs_total)),
     };
@@ -860,6 +865,7 @@ fn gc(store: &mut Store, config: &coroner_config::Config, json: bool) -> anyhow:
                 "retention",
                 json!({
                     "count_per_exe": retention.count_per_exe,
+                    "count_for": retention.count_for,
                     "max_use": retention.max_use,
                     "keep_free": retention.keep_free,
                 }),
