@@ -499,7 +499,7 @@ fn gc_keeps_the_newest_per_executable() {
 #[test]
 fn gc_honours_a_per_application_count() {
     let f = Fixture::new("minidump");
-    let mut ids_of = |exe: &str, base: i64| -> Vec<ReportId> {
+    let ids_of = |exe: &str, base: i64| -> Vec<ReportId> {
         (0..3)
             .map(|i| {
                 let name = f.copy_dump(&format!("{}{i}.dmp", exe.rsplit('/').next().unwrap()));
