@@ -886,6 +886,35 @@ fn disk_full_leaves_no_half_written_core() {
         rows[0].notes
     );
     assert!(!rows[0].dumps.iter().any(|d| d.format.starts_with("core")));
+    // The minidump still has the stacks: memory the failed core would have
+    // held is kept from the stream once the core write fails.
+    let md = rows[0]
+        .dumps
+        .iter()
+        .find(|d| d.format == "minidump")
+        .unwrap_or_else(|| panic!("no minidump on a full disk:\n{}", ran.stderr));
+    let dump = minidump::Minidump::read_path(folder.join(&md.name)).unwrap();
+    let threads: minidump::MinidumpThreadList = dump.get_stream().unwrap();
+    let exc: minidump::MinidumpException = dump.get_stream().unwrap();
+    let crashing = threads
+        .threads
+        .iter()
+        .find(|t| t.raw.thread_id == exc.raw.thread_id)
+        .expect("the crashing thread");
+    assert!(
+        crashing.raw.stack.memory.data_size > 0,
+        "the crashing thread's stack is missing"
+    );
+    assert!(
+        rows[0]
+            .signature
+            .as_deref()
+            .unwrap_or("")
+            .contains("crash_segv_null"),
+        "signature {:?}\n{}",
+        rows[0].signature,
+        ran.stderr
+    );
     drop(mnt);
 }
 

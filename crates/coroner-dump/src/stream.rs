@@ -48,7 +48,9 @@
 //! Mini memory lives in memory while [`MEMORY_BUDGET`] allows (crashing
 //! thread's stack first), then in the scratch file, else it is dropped with
 //! a soft error. With a plain core the minidump reads the core file, so
-//! only mini memory past the size cap is kept (in memory).
+//! only mini memory past the size cap is kept (in memory) — and, should the
+//! core's write fail (a full disk), the mini memory from the failure on
+//! (standby pieces, budgeted separately).
 //!
 //! The size cap stops what goes to the core and to the scratch file; the
 //! stream is still read (and mini memory still kept) to EOF. The deadline
@@ -240,6 +242,9 @@ struct Piece {
     /// Bytes received and stored, from the start.
     filled: u64,
     store: Store,
+    /// Mini memory the plain core holds: kept only if the core write has
+    /// failed before these bytes arrive (then from the failure on).
+    standby: bool,
 }
 
 /// The plain core backing memory reads.
@@ -530,7 +535,9 @@ impl Keeper {
     }
 
     /// Copy the kept parts of `data` (stream bytes from `off`).
-    fn take(&mut self, off: u64, data: &[u8], soft: &mut Vec<String>) {
+    /// `core_failed_at`: where the plain core's write failed, if it did
+    /// (standby pieces are kept from there on).
+    fn take(&mut self, off: u64, data: &[u8], core_failed_at: Option<u64>, soft: &mut Vec<String>) {
         let end = off.saturating_add(data.len() as u64);
         while let Some(&i) = self.order.get(self.next) {
             if self.pieces[i].off >= end {
@@ -545,6 +552,22 @@ impl Keeper {
         let scratch_failed = &mut self.scratch_failed;
         self.active.retain(|&i| {
             let p = &mut pieces[i];
+            if p.standby && p.filled == 0 {
+                let p_end = p.off.saturating_add(p.len);
+                match core_failed_at {
+                    // The core holds these bytes (so far): wait.
+                    None => return p_end > end,
+                    Some(f) if f >= p_end => return false,
+                    // The core holds the part before the failure.
+                    Some(f) if f > p.off => {
+                        let skip = f - p.off;
+                        p.vaddr += skip;
+                        p.off = f;
+                        p.len -= skip;
+                    }
+                    Some(_) => {}
+                }
+            }
             let want = p.off.saturating_add(p.filled);
             let p_end = p.off.saturating_add(p.len);
             if want >= end {
@@ -822,9 +845,30 @@ fn plan_pieces(
         scratch_next: 0,
         dropped: 0,
     };
+    // Mini memory the plain core holds, on standby should its write fail
+    // (a full disk): budgeted on its own, as it replaces the core's part.
+    let mut standby_placer = Placer {
+        budget: if plain_core { MEMORY_BUDGET } else { 0 },
+        scratch: false,
+        scratch_next: 0,
+        dropped: 0,
+    };
     let mut out = Vec::with_capacity(mini_p.len() + bulk_p.len());
     for (list, prefer_scratch) in [(mini_p, false), (bulk_p, true)] {
         for (vaddr, off, len) in list {
+            if plain_core && !prefer_scratch && off < min_off {
+                let held = len.min(min_off - off);
+                if let Store::Mem(v) = standby_placer.place(held, false) {
+                    out.push(Piece {
+                        vaddr,
+                        off,
+                        len: held,
+                        filled: 0,
+                        store: Store::Mem(v),
+                        standby: true,
+                    });
+                }
+            }
             // Clip to the part past `min_off` (a plain core holds the rest).
             let (vaddr, off, len) = if off >= min_off {
                 (vaddr, off, len)
@@ -842,6 +886,7 @@ fn plan_pieces(
                 len,
                 filled: 0,
                 store,
+                standby: false,
             });
         }
     }
@@ -875,7 +920,8 @@ impl Sinks {
     }
 
     fn keep(&mut self, off: u64, data: &[u8], soft: &mut Vec<String>) {
-        self.keeper.take(off, data, soft);
+        let failed_at = self.core.failed().then(|| self.core.stored());
+        self.keeper.take(off, data, failed_at, soft);
         let end = off.saturating_add(data.len() as u64);
         for c in &mut self.captures {
             let next = c.offset.saturating_add(c.data.len() as u64);
@@ -1735,6 +1781,55 @@ mod tests {
         };
         let ing = ingest(&mut chop(&data), plan).unwrap();
         assert_eq!(ing.memory.read(marker, &mut word).unwrap(), 0);
+    }
+
+    /// A full disk under the plain core: the minidump must not lose the
+    /// memory the core would have held (it reads the core otherwise).
+    #[test]
+    fn a_failed_core_write_keeps_the_mini_memory_from_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _, _) = crasher_cores(dir.path(), false);
+        let data = std::fs::read(&path).unwrap();
+        let cf = CoreFile::open(&path).unwrap();
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let plan = StreamPlan {
+            core: Some(CoreOut::Plain(full)),
+            minidump: Some(DumpLevel::Mini),
+            ..StreamPlan::default()
+        };
+        let ing = ingest(&mut chop(&data), plan).unwrap();
+        assert_eq!(ing.stats.core_bytes, 0);
+        assert!(
+            ing.soft_errors
+                .iter()
+                .any(|e| e.starts_with("core write failed")),
+            "{:?}",
+            ing.soft_errors
+        );
+        for t in &cf.snapshot().threads {
+            let sp = t.regs.as_ref().unwrap().sp();
+            assert_eq!(
+                read_vec(&ing.memory, sp, 512),
+                read_vec(&cf, sp, 512),
+                "stack of thread {:?}",
+                t.tid
+            );
+        }
+        // Without the failure nothing is held twice: the core backs it.
+        let plan = StreamPlan {
+            core: Some(CoreOut::Plain(rw_temp())),
+            minidump: Some(DumpLevel::Mini),
+            ..StreamPlan::default()
+        };
+        let ing = ingest(&mut chop(&data), plan).unwrap();
+        assert!(
+            ing.memory.pieces.is_empty(),
+            "{:?}",
+            ing.memory.pieces.len()
+        );
     }
 
     #[test]
