@@ -1,6 +1,7 @@
 //! Test helper (built by `cargo test`): a stand-in AeDebug debugger and
 //! LocalDumps dumper that reads the JIT block out of the crashing process
-//! and writes what it found as one `key=value` line.
+//! and writes what it found as one `key=value` line. The siginfo and
+//! ucontext are decoded for the block's machine: x86-64 (62) or i386 (3).
 //!
 //! - debugger: `jit_probe OUT [signal] PID EVENT ADDR` — writes OUT; with
 //!   `signal`, also signals the event (as a debugger that attached would);
@@ -18,20 +19,38 @@ fn probe(pid: &str, event: &str, addr: &str) -> String {
     let mut raw = [0u8; 40];
     mem.read_exact_at(&mut raw, at).expect("read block");
     let block = LinuxJitDebugInfo::parse(&raw).expect("valid block");
-    let mut si = [0u8; 12];
+    let mut si = [0u8; 24];
     mem.read_exact_at(&mut si, block.siginfo)
         .expect("read siginfo");
     let word = |i: usize| i32::from_ne_bytes(si[i * 4..i * 4 + 4].try_into().unwrap());
-    // uc_mcontext.gregs[REG_RIP] sits at offset 40 + 16 * 8 in ucontext_t.
-    let mut rip = [0u8; 8];
-    mem.read_exact_at(&mut rip, block.ucontext + 40 + 16 * 8)
-        .expect("read ucontext");
+    let (si_addr, pc) = if block.machine == 3 {
+        // i386: si_addr is the 32-bit word at 12; uc_mcontext.gregs starts
+        // at 20 in ucontext_t, and REG_EIP is 14.
+        let mut eip = [0u8; 4];
+        mem.read_exact_at(&mut eip, block.ucontext + 20 + 14 * 4)
+            .expect("read ucontext");
+        (
+            u64::from(word(3) as u32),
+            u64::from(u32::from_ne_bytes(eip)),
+        )
+    } else {
+        // x86-64: si_addr at 16; uc_mcontext.gregs[REG_RIP] sits at offset
+        // 40 + 16 * 8 in ucontext_t.
+        let mut rip = [0u8; 8];
+        mem.read_exact_at(&mut rip, block.ucontext + 40 + 16 * 8)
+            .expect("read ucontext");
+        (
+            u64::from_ne_bytes(si[16..24].try_into().unwrap()),
+            u64::from_ne_bytes(rip),
+        )
+    };
     let fd_target = std::fs::read_link(format!("/proc/self/fd/{event}"))
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "missing".into());
     format!(
-        "pid={pid} event={event} eventfd={} size={} machine={} tid={} version={} pc={:#x} signo={} code={} ucontext_pc={:#x}\n",
+        "pid={pid} event={event} eventfd={} block_digits={} size={} machine={} tid={} version={} pc={:#x} signo={} code={} si_addr={si_addr:#x} ucontext_pc={pc:#x}\n",
         fd_target == "anon_inode:[eventfd]",
+        addr.len(),
         block.size,
         block.machine,
         block.tid,
@@ -39,7 +58,6 @@ fn probe(pid: &str, event: &str, addr: &str) -> String {
         block.exception_address,
         word(0),
         word(2),
-        u64::from_ne_bytes(rip),
     )
 }
 

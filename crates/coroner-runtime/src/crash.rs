@@ -25,9 +25,7 @@
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
-use coroner_types::jit::{
-    LinuxJitDebugInfo, EM_X86_64, JIT_DEBUG_INFO_SIZE, JIT_DEBUG_INFO_VERSION,
-};
+use coroner_types::jit::{LinuxJitDebugInfo, JIT_DEBUG_INFO_SIZE, JIT_DEBUG_INFO_VERSION};
 use libc::{c_char, c_int, c_void, siginfo_t, ucontext_t};
 
 /// Interior-mutable static storage for the crash path. Only the thread that
@@ -87,15 +85,25 @@ pub(crate) static PROGRAM_HANDLER: [AtomicUsize; 7] = [USIZE_INIT; 7];
 /// The program handler's `sa_flags` (for `SA_SIGINFO`).
 pub(crate) static PROGRAM_FLAGS: [AtomicI32; 7] = [I32_INIT; 7];
 
-/// The kernel's `struct sigaction` (x86-64 layout), for raw `rt_sigaction`.
+/// The kernel's `struct sigaction` for raw `rt_sigaction` (x86-64 and
+/// i386: `unsigned long` flags, a 64-bit mask).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KernelSigaction {
     pub handler: usize,
-    pub flags: u64,
+    pub flags: libc::c_ulong,
     pub restorer: usize,
     pub mask: u64,
 }
+
+/// ELF `e_machine` of this build, for the JIT block.
+#[cfg(target_arch = "x86_64")]
+const MACHINE: u32 = coroner_types::jit::EM_X86_64;
+#[cfg(target_arch = "x86")]
+const MACHINE: u32 = coroner_types::jit::EM_386;
+
+/// Hex digits of `%p`: the pointer width of this process.
+const POINTER_DIGITS: usize = 2 * core::mem::size_of::<usize>();
 
 /// Our handler as the kernel holds it (with libc's `sa_restorer`), read
 /// back after the first installation so the crash path can re-install it
@@ -113,7 +121,7 @@ pub(crate) static OUR_ACTION: CrashCell<KernelSigaction> = CrashCell::new(Kernel
 /// dropped: re-installed from the crash path, ours stands in for `SIG_DFL`.
 pub(crate) fn set_our_action(mut k: KernelSigaction) {
     k.mask = 0;
-    k.flags &= !((libc::SA_NODEFER | libc::SA_RESTART) as u32 as u64);
+    k.flags &= !((libc::SA_NODEFER | libc::SA_RESTART) as u32 as libc::c_ulong);
     // SAFETY: written only here, by install (serialised by its lock), before
     // `ACTIVE` is published; the crash path only reads it.
     unsafe { *OUR_ACTION.get() = k };
@@ -390,6 +398,9 @@ fn tgkill_self(sig: c_int) {
     unsafe { libc::syscall(libc::SYS_tgkill, getpid(), gettid(), sig) };
 }
 
+// The casts widen a 32-bit time_t (i386), whose seconds times 1000
+// overflow after 24 days of uptime; they are no-ops on 64-bit targets.
+#[allow(clippy::unnecessary_cast)]
 fn monotonic_ms() -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -397,7 +408,7 @@ fn monotonic_ms() -> i64 {
     };
     // SAFETY: `ts` is a valid timespec on this stack frame.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000
 }
 
 fn futex_wait(word: &AtomicI32, expected: i32) {
@@ -623,8 +634,13 @@ fn pc_of(uc: *const ucontext_t) -> u64 {
     if uc.is_null() {
         return 0;
     }
+    #[cfg(target_arch = "x86_64")]
+    const PC: usize = libc::REG_RIP as usize;
+    #[cfg(target_arch = "x86")]
+    const PC: usize = libc::REG_EIP as usize;
     // SAFETY: `uc` is the kernel's (or getcontext's) ucontext, readable.
-    unsafe { (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] as u64 }
+    // The register is read as the unsigned word it is.
+    unsafe { (*uc).uc_mcontext.gregs[PC] as usize as u64 }
 }
 
 /// The whole crash path for a fatal `sig` (see the module docs).
@@ -760,7 +776,7 @@ unsafe fn fill_block(tid: i32, info: *const c_void, uc: *const ucontext_t) -> u6
     unsafe {
         *block = LinuxJitDebugInfo {
             size: JIT_DEBUG_INFO_SIZE as u32,
-            machine: EM_X86_64,
+            machine: MACHINE,
             tid: tid as u32,
             version: JIT_DEBUG_INFO_VERSION,
             exception_address: pc_of(uc),
@@ -913,7 +929,7 @@ unsafe fn build_argv(
                     &tmp[..n]
                 }
                 Piece::JitAddr => {
-                    let n = fmt_hex(block, 16, &mut hex);
+                    let n = fmt_hex(block, POINTER_DIGITS, &mut hex);
                     &hex[..n]
                 }
             };
@@ -1230,9 +1246,7 @@ mod tests {
         // SAFETY: argv has 6 entries, the last null.
         assert!(unsafe { *argv.add(5) }.is_null());
         release(false);
-        assert_eq!(
-            words,
-            ["/bin/echo", "-p", "12", "e=7", "0x0000000000000abc"]
-        );
+        let block = format!("0x{:0w$x}", 0xabc, w = POINTER_DIGITS);
+        assert_eq!(words, ["/bin/echo", "-p", "12", "e=7", block.as_str()]);
     }
 }

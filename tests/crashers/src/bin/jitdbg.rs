@@ -2,7 +2,8 @@
 //! runtime from the AeDebug template `jitdbg OUT MODE %ld %ld %p`, it
 //! records its arguments, reads the JIT_DEBUG_INFO block and the siginfo it
 //! points to through /proc/PID/mem (parsing them itself, independently of
-//! coroner's types), appends one line to OUT, then:
+//! coroner's types; a 32-bit target's siginfo by the i386 layout when the
+//! block's machine is 3), appends one line to OUT, then:
 //! - `signal`: signals the event (the crash then repeats and kills the
 //!   process),
 //! - `exit`: exits without signalling (the runtime goes on to LocalDumps),
@@ -48,6 +49,9 @@ fn main() {
             match mem.read_exact_at(&mut b, block) {
                 Ok(()) => {
                     let si_ptr = u64_at(&b, 24);
+                    // A 32-bit (i386, machine 3) siginfo has si_addr as the
+                    // 32-bit word at 12; x86-64's is the 64-bit word at 16.
+                    let i386 = u32_at(&b, 4) == 3;
                     line += &format!(
                         "size={} machine={} tid={} version={} exc={:#x} ",
                         u32_at(&b, 0),
@@ -62,7 +66,11 @@ fn main() {
                             "signo={} code={} si_addr={:#x} ",
                             u32_at(&si, 0) as i32,
                             u32_at(&si, 8) as i32,
-                            u64_at(&si, 16)
+                            if i386 {
+                                u64::from(u32_at(&si, 12))
+                            } else {
+                                u64_at(&si, 16)
+                            }
                         );
                     } else {
                         line += "siginfo=unreadable ";
