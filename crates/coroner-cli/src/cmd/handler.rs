@@ -803,31 +803,32 @@ fn analyze(minidump: &File, crash: &Crash, r: &mut NewReport, log: &mut Log) {
         }
         let mut child = spawned.context("cannot start the analysis")?;
         let mut out = child.stdout.take().context("no stdout")?;
-        let reader = std::thread::spawn(move || {
+        // The report arrives when the child closes its stdout (it exits);
+        // wait for that, up to the limit, without polling.
+        let mut err_pipe = child.stderr.take().context("no stderr")?;
+        let err_reader = std::thread::spawn(move || {
+            let mut err = Vec::new();
+            let _ = (&mut err_pipe).take(4096).read_to_end(&mut err);
+            let _ = io::copy(&mut err_pipe, &mut io::sink());
+            String::from_utf8_lossy(&err).into_owned()
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
             let mut s = String::new();
             let _ = (&mut out).take(64 << 20).read_to_string(&mut s);
-            s
+            let _ = tx.send(s);
         });
-        let deadline = Instant::now() + ANALYSIS_TIME;
-        loop {
-            if let Some(st) = child.try_wait()? {
-                let text = reader.join().unwrap_or_default();
-                if !st.success() {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        let _ = (&mut e).take(4096).read_to_string(&mut err);
-                    }
-                    anyhow::bail!("analysis failed ({st}): {}", err.trim());
-                }
-                return Ok(text);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                anyhow::bail!("analysis took longer than {} s", ANALYSIS_TIME.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let Ok(text) = rx.recv_timeout(ANALYSIS_TIME) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("analysis took longer than {} s", ANALYSIS_TIME.as_secs());
+        };
+        let st = child.wait()?;
+        if !st.success() {
+            let err = err_reader.join().unwrap_or_default();
+            anyhow::bail!("analysis failed ({st}): {}", err.trim());
         }
+        Ok(text)
     };
     match run() {
         Ok(json) => {
