@@ -154,7 +154,7 @@ storm() { # LABEL RATE_BURST [socket]
     dmesg -C
     local t0 t1
     t0=$(now)
-    for _ in $(seq "$STORM"); do "$CRASHER" segv-null >/dev/null 2>&1 || true; done
+    { for _ in $(seq "$STORM"); do "$CRASHER" segv-null >/dev/null 2>&1 || true; done; } 2>/dev/null
     t1=$(now)
     "$CORONER" uninstall --system --config "$OUT/c.toml" >/dev/null
     stop_server
