@@ -6,7 +6,8 @@
 //!
 //! Needs the i686 Rust target (`rustup target add i686-unknown-linux-gnu`)
 //! and a C compiler that can link `-m32` (Debian: gcc-multilib); without
-//! them the test says SKIP, or fails when `CORONER_REQUIRE_I386=1`.
+//! them the test passes with a SKIP line naming what is missing, or fails
+//! when `CORONER_REQUIRE_I386=1`.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -33,7 +34,7 @@ fn missing(what: &str) -> bool {
     if std::env::var_os("CORONER_REQUIRE_I386").is_some_and(|v| v == "1") {
         panic!("{what} is required (CORONER_REQUIRE_I386=1)");
     }
-    eprintln!("SKIP: {what}");
+    eprintln!("SKIP: {what} is missing (scripts/setup.sh installs it)");
     true
 }
 
@@ -121,7 +122,6 @@ fn run(
 }
 
 #[test]
-#[ignore = "coroner-sys does not build for i686 yet (rlimit/statvfs/ptrace word widths); run with --ignored once it does"]
 fn a_32_bit_process_launches_the_i386_debugger_with_a_32_bit_block() {
     let sysroot_lib = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
         .args(["--print", "target-libdir", "--target", TRIPLE])

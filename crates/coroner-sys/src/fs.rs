@@ -32,7 +32,7 @@ fn c_path(path: &OsStr) -> io::Result<CString> {
 
 /// Take ownership of a descriptor a successful call returned.
 fn owned(ret: libc::c_int) -> io::Result<OwnedFd> {
-    let fd = crate::check(ret.into())? as libc::c_int;
+    let fd = crate::check(ret)? as libc::c_int;
     // SAFETY: the call succeeded, so `fd` is a new descriptor nothing else
     // owns; wrapping it gives it exactly one owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -126,7 +126,7 @@ pub fn mkdir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> 
     let n = component(name)?;
     // SAFETY: `dir` is open and `n` NUL-terminated for the call's duration.
     let r = unsafe { libc::mkdirat(dir.as_raw_fd(), n.as_ptr(), mode as libc::mode_t) };
-    crate::check(r.into()).map(drop)
+    crate::check(r).map(drop)
 }
 
 /// An unnamed regular file in `dir` (`O_TMPFILE`), readable and writable,
@@ -161,7 +161,7 @@ pub fn link_at(file: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::R
             libc::AT_EMPTY_PATH,
         )
     };
-    match crate::check(r.into()) {
+    match crate::check(r) {
         Ok(_) => Ok(()),
         Err(e)
             if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::EPERM) =>
@@ -180,7 +180,7 @@ pub fn link_at(file: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::R
                     libc::AT_SYMLINK_FOLLOW,
                 )
             };
-            crate::check(r.into()).map(drop)
+            crate::check(r).map(drop)
         }
         Err(e) => Err(e),
     }
@@ -208,7 +208,7 @@ pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let n = component(name)?;
     // SAFETY: `dir` is open and `n` NUL-terminated for the call's duration.
     let r = unsafe { libc::unlinkat(dir.as_raw_fd(), n.as_ptr(), 0) };
-    crate::check(r.into()).map(drop)
+    crate::check(r).map(drop)
 }
 
 /// `fsetxattr(fd, name, value, 0)`.
@@ -225,14 +225,14 @@ pub fn set_xattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()>
             0,
         )
     };
-    crate::check(r.into()).map(drop)
+    crate::check(r).map(drop)
 }
 
 /// `fchown(fd, uid, gid)`.
 pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: fchown takes a descriptor that is open and two integers.
     let r = unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) };
-    crate::check(r.into()).map(drop)
+    crate::check(r).map(drop)
 }
 
 /// `fchmod(fd, mode)` (works on directory descriptors too, unlike
@@ -240,17 +240,19 @@ pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
 pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
     // SAFETY: fchmod takes a descriptor that is open and an integer.
     let r = unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) };
-    crate::check(r.into()).map(drop)
+    crate::check(r).map(drop)
 }
 
 /// `fstatvfs(fd)`: (bytes available to unprivileged users, total bytes).
+/// The 64-bit interface: a 32-bit build's `statvfs` has 32-bit block
+/// counts and fails with `EOVERFLOW` on a large file system.
 pub fn free_space(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs64 is plain old data; all-zero is a valid value.
+    let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is writable and `fd` open for the call's duration.
-    let r = unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) };
-    crate::check(r.into())?;
-    let frsize = st.f_frsize;
+    let r = unsafe { libc::fstatvfs64(fd.as_raw_fd(), &mut st) };
+    crate::check(r)?;
+    let frsize = crate::widen(st.f_frsize);
     Ok((
         st.f_bavail.saturating_mul(frsize),
         st.f_blocks.saturating_mul(frsize),
@@ -294,7 +296,7 @@ pub fn dup_to(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
     // `target` named before is closed by the kernel: the caller owns that
     // slot (fd 3 is reserved for the pidfd in the handler).
     let r = unsafe { libc::dup2(fd.as_raw_fd(), target) };
-    crate::check(r.into()).map(drop)
+    crate::check(r).map(drop)
 }
 
 #[cfg(test)]

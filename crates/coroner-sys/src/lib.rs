@@ -49,7 +49,10 @@ pub fn clock_ticks_per_second() -> u64 {
 }
 
 /// Turn a `-1`-on-error return value into `io::Result`, reading `errno`.
-pub(crate) fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+/// Takes an `int` or a `long` (the same type on i386, so no conversion is
+/// written at the call sites).
+pub(crate) fn check<T: Into<libc::c_long>>(ret: T) -> io::Result<libc::c_long> {
+    let ret = ret.into();
     if ret == -1 {
         Err(io::Error::last_os_error())
     } else {
@@ -135,29 +138,38 @@ mod cloexec_tests {
 pub fn set_dumpable(on: bool) -> io::Result<()> {
     // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory.
     let r = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
-    check(r.into()).map(drop)
+    check(r).map(drop)
 }
 
-/// `setrlimit(resource, {cur, max})`.
+/// An unsigned kernel word (`unsigned long`: 32 bits on i386, 64 on x86-64)
+/// as u64. Generic, so one line serves both widths without a same-type
+/// conversion on 64-bit targets.
+pub(crate) fn widen<T: Into<u64>>(v: T) -> u64 {
+    v.into()
+}
+
+/// `setrlimit(resource, {cur, max})`. The 64-bit interface, so a 32-bit
+/// build takes the same values (`RLIM_INFINITY` is `u64::MAX` in both).
 pub fn set_rlimit(resource: libc::__rlimit_resource_t, cur: u64, max: u64) -> io::Result<()> {
-    let lim = libc::rlimit {
+    let lim = libc::rlimit64 {
         rlim_cur: cur,
         rlim_max: max,
     };
-    // SAFETY: `lim` is a valid rlimit that outlives the call.
-    let r = unsafe { libc::setrlimit(resource, &lim) };
-    check(r.into()).map(drop)
+    // SAFETY: `lim` is a valid rlimit64 that outlives the call.
+    let r = unsafe { libc::setrlimit64(resource, &lim) };
+    check(r).map(drop)
 }
 
-/// `getrlimit(resource)` as `(cur, max)`.
+/// `getrlimit(resource)` as `(cur, max)` (the 64-bit interface, as
+/// [`set_rlimit`]).
 pub fn get_rlimit(resource: libc::__rlimit_resource_t) -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
+    let mut lim = libc::rlimit64 {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: `lim` is writable and outlives the call.
-    let r = unsafe { libc::getrlimit(resource, &mut lim) };
-    check(r.into())?;
+    // SAFETY: `lim` is a writable rlimit64 that outlives the call.
+    let r = unsafe { libc::getrlimit64(resource, &mut lim) };
+    check(r)?;
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
@@ -182,5 +194,5 @@ pub fn set_pipe_size(fd: std::os::fd::BorrowedFd<'_>, bytes: usize) -> io::Resul
     let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
     // SAFETY: F_SETPIPE_SZ takes an integer and touches no memory of ours.
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
-    check(r.into()).map(|n| n as usize)
+    check(r).map(|n| n as usize)
 }

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 pub fn kill(pid: Pid, sig: i32) -> io::Result<()> {
     // SAFETY: kill(2) takes two integers and touches no memory of ours.
     let r = unsafe { libc::kill(pid.0, sig) };
-    crate::check(r.into()).map(drop)
+    crate::check(r).map(drop)
 }
 
 /// `tgkill(tgid, tid, sig)`: signal one thread, checking it belongs to `pid`.

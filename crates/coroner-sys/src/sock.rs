@@ -97,7 +97,7 @@ pub fn peer_pidfd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
             &mut len,
         )
     };
-    crate::check(r.into())?;
+    crate::check(r)?;
     if fd < 0 || len as usize != std::mem::size_of::<libc::c_int>() {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
@@ -123,7 +123,7 @@ pub fn pidfd_info(pidfd: BorrowedFd<'_>, request: u64) -> io::Result<PidfdInfo> 
             &mut info as *mut PidfdInfo,
         )
     };
-    crate::check(r.into())?;
+    crate::check(r)?;
     Ok(info)
 }
 
@@ -151,7 +151,7 @@ pub fn take_inherited_socket(n: i32) -> io::Result<OwnedFd> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat writes into the live local `st`; it takes an integer fd.
     let r = unsafe { libc::fstat(n, &mut st) };
-    crate::check(r.into())?;
+    crate::check(r)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
         return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
     }
