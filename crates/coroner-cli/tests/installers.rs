@@ -111,3 +111,90 @@ fn preload_install_and_uninstall_on_a_scratch_file() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&preload).unwrap(), before);
 }
+
+/// `install --jit --system` only knew one library, so 32-bit programs
+/// ignored the preload ("wrong ELF class"). A `$LIB` entry names one build
+/// per class; both loaders must find theirs through it, or nothing is
+/// written.
+#[test]
+fn preload_install_of_a_lib_token_entry_serves_both_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("empty.c");
+    // It needs libc, as the runtime does: the loader lists (and preloads
+    // for) dynamic objects only.
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nvoid coroner_probe(void) { puts(\"probe\"); }\n",
+    )
+    .unwrap();
+    let cc = |out: &Path, extra: &[&str]| {
+        Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(out)
+            .arg(&src)
+            .args(extra)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let (l64, l32) = (dir.path().join("l64.so"), dir.path().join("l32.so"));
+    assert!(cc(&l64, &[]));
+    if !cc(&l32, &["-m32"]) {
+        eprintln!("SKIP: a C compiler that links -m32 (gcc-multilib) is missing");
+        return;
+    }
+    // The expansions of $LIB `coroner run` knows, each with its class's build.
+    let canon = |p: &str| std::fs::canonicalize(p).ok();
+    let lib_is_64 = canon("/lib64").is_some() && canon("/lib64") == canon("/lib");
+    let tree = dir.path().join("tree");
+    let place = |sub: &str, from: &Path| {
+        std::fs::create_dir_all(tree.join(sub)).unwrap();
+        std::fs::copy(from, tree.join(sub).join("libcoroner.so")).unwrap();
+    };
+    for sub in ["lib/x86_64-linux-gnu", "lib64"] {
+        place(sub, &l64);
+    }
+    for sub in ["lib/i386-linux-gnu", "lib32"] {
+        place(sub, &l32);
+    }
+    place("lib", if lib_is_64 { &l64 } else { &l32 });
+    let entry = format!("{}/$LIB/libcoroner.so", tree.display());
+
+    let preload = dir.path().join("ld.so.preload");
+    let before = "/usr/lib/other/libkeep.so\n";
+    std::fs::write(&preload, before).unwrap();
+    let run = |verb: &str| {
+        Command::new(coroner())
+            .args([verb, "--jit", "--system", "--preload-file"])
+            .arg(&preload)
+            .args(["--library", &entry])
+            .output()
+            .unwrap()
+    };
+    let out = run("install");
+    assert!(out.status.success(), "{out:?}");
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert!(msg.contains("in 32-bit ones"), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(&preload).unwrap(),
+        format!("{before}{entry}\n")
+    );
+    let out = run("install");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already listed"));
+    assert!(run("uninstall").status.success());
+    assert_eq!(std::fs::read_to_string(&preload).unwrap(), before);
+
+    // No i686 build where the 32-bit loader looks: refused, file untouched.
+    for sub in ["lib/i386-linux-gnu", "lib32", "lib"] {
+        let p = tree.join(sub).join("libcoroner.so");
+        if std::fs::read(&p).unwrap() == std::fs::read(&l32).unwrap() {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let out = run("install");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("32-bit loader"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&preload).unwrap(), before);
+}

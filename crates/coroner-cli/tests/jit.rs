@@ -315,3 +315,124 @@ fn a_bad_template_is_rejected_with_line_and_column() {
     assert!(err.contains("2:"), "line 2 is named: {err}");
     assert!(err.contains("%s"), "{err}");
 }
+
+/// Says why a 32-bit test cannot run here and returns true (the test then
+/// passes as a skip), unless `CORONER_REQUIRE_I386=1`.
+fn skip_i386(what: &str) -> bool {
+    if std::env::var_os("CORONER_REQUIRE_I386").is_some_and(|v| v == "1") {
+        panic!("{what} is required (CORONER_REQUIRE_I386=1)");
+    }
+    eprintln!("SKIP: {what} is missing (scripts/setup.sh installs it)");
+    true
+}
+
+/// The i686 runtime where `coroner run` looks for it: built by the cargo
+/// running the tests into `target/i686-unknown-linux-gnu/<profile>/`, beside
+/// `target/<profile>/coroner`. `None` (with a SKIP line) without the i686
+/// Rust target.
+fn build_i686_runtime() -> Option<PathBuf> {
+    const TRIPLE: &str = "i686-unknown-linux-gnu";
+    let libdir = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+        .args(["--print", "target-libdir", "--target", TRIPLE])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let has_std = libdir
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .is_some_and(|mut it| {
+            it.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libstd-")))
+        });
+    if !has_std && skip_i386("the i686-unknown-linux-gnu Rust target") {
+        return None;
+    }
+    let profile_dir = coroner().parent().unwrap().to_path_buf();
+    let profile = match profile_dir.file_name().unwrap().to_str().unwrap() {
+        "debug" => "dev".to_string(),
+        other => other.to_string(),
+    };
+    let target_dir = profile_dir.parent().unwrap();
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--quiet", "-p", "coroner-preload", "--lib"])
+        .args(["--target", TRIPLE, "--profile", &profile])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building libcoroner.so for {TRIPLE}");
+    Some(
+        target_dir
+            .join(TRIPLE)
+            .join(profile_dir.file_name().unwrap())
+            .join("libcoroner.so"),
+    )
+}
+
+/// `coroner run` preloaded only the 64-bit runtime, so a 32-bit program
+/// ignored it ("wrong ELF class") and crashed with no debugger. Now the
+/// `$LIB` entry gives it the i686 build, which launches `[aedebug.i386]`.
+#[test]
+fn coroner_run_gives_a_32_bit_program_the_i386_runtime_and_debugger() {
+    let Some(lib32) = build_i686_runtime() else {
+        return;
+    };
+    assert!(lib32.is_file(), "{}", lib32.display());
+    let dir = tempfile::tempdir().unwrap();
+    let null32 = dir.path().join("null32");
+    let compiled = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
+        .args(["-m32", "-O0", "-g", "-o"])
+        .arg(&null32)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../coroner-preload/tests/c/null.c"
+        ))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !compiled && skip_i386("a C compiler that links -m32 (gcc-multilib)") {
+        return;
+    }
+    let s = setup("signal", "", false);
+    let out32 = dir.path().join("jitdbg32.out");
+    std::fs::write(
+        &s.config,
+        std::fs::read_to_string(&s.config).unwrap()
+            + &format!(
+                "[aedebug.i386]\ndebugger = \"'{}' '{}' signal %ld %ld %p\"\n",
+                sibling("jitdbg").display(),
+                out32.display()
+            ),
+    )
+    .unwrap();
+    let out = run(&s, &null32, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(139), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("wrong ELF class"), "{stderr}");
+    assert!(
+        launches(&s).is_empty(),
+        "the 64-bit debugger ran for a 32-bit program"
+    );
+    let text = std::fs::read_to_string(&out32).expect("the [aedebug.i386] debugger ran");
+    let l: BTreeMap<&str, &str> = text
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let pid = stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .expect("the program's pid line");
+    assert_eq!(l["pid"], pid);
+    assert_eq!(l["tid"], pid);
+    assert_eq!(
+        l["machine"], "3",
+        "EM_386: the i686 runtime filled the block"
+    );
+    assert_eq!(l["block"].len(), 8, "%p of a 32-bit process: 8 hex digits");
+    assert_eq!((l["signo"], l["code"]), ("11", "1"));
+    assert_eq!(l["event_is_fd"], "1");
+    assert!(
+        stderr.contains("debugger: launched; it attached and signalled"),
+        "{stderr}"
+    );
+}

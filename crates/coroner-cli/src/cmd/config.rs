@@ -197,9 +197,14 @@ Usage: coroner install --system [--socket[=PATH]] [--config FILE] [--sysctl-dir 
                  linked program, through /etc/ld.so.preload; uninstall removes
                  exactly that line and keeps everything else
 --preload-file   edit FILE instead of /etc/ld.so.preload (tests, chroots)
---library LIB    the runtime library (default: libcoroner.so next to coroner);
+--library LIB    the runtime library (default: PREFIX/$LIB/coroner/libcoroner.so
+                 when both builds are installed there beside PREFIX/bin/coroner,
+                 else libcoroner.so next to coroner, 64-bit programs only);
                  it must be root-owned, not writable by others, and stay put:
-                 a broken preload entry breaks every program
+                 a broken preload entry breaks every program. A path with the
+                 loader's $LIB (quote it) names one build per class, so 32-bit
+                 programs load the i686 build: both loaders are asked where it
+                 leads, and it is refused unless each finds its build there
 ";
 
 /// `coroner install|uninstall --jit --system`.
@@ -274,16 +279,209 @@ pub fn preload(install: bool, raw: &[OsString]) -> anyhow::Result<ExitCode> {
     }
     let lib = match lib {
         Some(l) => l,
-        None => crate::cmd::run::find_runtime_library()?,
+        None => default_preload_library()?,
     };
-    let msg = if install {
+    let msg = if install && lib.as_os_str().to_string_lossy().contains(LIB_TOKEN) {
+        install_lib_token_entry(&file, &lib)?
+    } else if install {
         coroner_config::preload_install(&file, &lib)
+            .with_context(|| format!("editing {}", file.display()))?
     } else {
         coroner_config::preload_uninstall(&file, &lib)
-    }
-    .with_context(|| format!("editing {}", file.display()))?;
+            .with_context(|| format!("editing {}", file.display()))?
+    };
     println!("{msg}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The dynamic loader's token for its own library directory, different per
+/// class (Windows keeps 32-bit programs apart with WOW64's redirected
+/// System32; glibc's loader substitutes `$LIB` in a preload path, e.g.
+/// `lib/x86_64-linux-gnu` in a 64-bit process and `lib32` or
+/// `lib/i386-linux-gnu` in a 32-bit one on Debian). One preload line then
+/// names both builds, and neither class sees the other's ("wrong ELF
+/// class", printed by every process).
+const LIB_TOKEN: &str = "$LIB";
+/// The loaders of the two classes (their ABI-mandated paths).
+const LOADER_64: &str = "/lib64/ld-linux-x86-64.so.2";
+const LOADER_32: &str = "/lib/ld-linux.so.2";
+
+/// Where `loader` takes the preload `entry` when it loads `object` (a
+/// dynamically linked ELF file of its class: the loader preloads nothing
+/// for an object without dependencies), as it says in list mode (`ld.so --list`, which maps
+/// the objects without running any of their code): the line
+/// `<entry> => <path> (0x…)`. `None` when it finds nothing there.
+fn resolve_with_loader(loader: &str, object: &Path, entry: &str) -> Option<PathBuf> {
+    let out = std::process::Command::new(loader)
+        .arg("--list")
+        .arg(object)
+        .env_clear()
+        .env("LD_PRELOAD", entry)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let prefix = format!("{entry} => ");
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix(&prefix)?;
+        let path = rest.rsplit_once(" (0x").map_or(rest, |(p, _)| p);
+        Some(PathBuf::from(path))
+    })
+}
+
+/// An i686 object for the 32-bit loader to list: the build the `$LIB`
+/// entry names under one of the expansions `coroner run` knows.
+fn i386_probe_object(entry: &str) -> Option<PathBuf> {
+    use crate::cmd::run::{elf_class_machine, LIB_DIRS_32};
+    LIB_DIRS_32
+        .iter()
+        .chain(&["lib"])
+        .map(|d| PathBuf::from(entry.replace(LIB_TOKEN, d)))
+        .find(|p| elf_class_machine(p) == Some((1, 3)))
+}
+
+/// What `$LIB` in `entry` leads to for each class: the x86-64 build, and
+/// the i686 build when this system runs 32-bit programs (has their loader).
+fn resolve_lib_token_entry(entry: &str) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
+    let exe = std::env::current_exe().context("locating the coroner executable")?;
+    let host = resolve_with_loader(LOADER_64, &exe, entry).with_context(|| {
+        format!("the 64-bit loader finds no library at {entry} (its $LIB is this system's library directory, e.g. lib/x86_64-linux-gnu or lib64)")
+    })?;
+    if !Path::new(LOADER_32).exists() {
+        return Ok((host, None));
+    }
+    let i386 = i386_probe_object(entry)
+        .and_then(|object| resolve_with_loader(LOADER_32, &object, entry))
+        .with_context(|| {
+            format!("the 32-bit loader finds no i686 build at {entry} (its $LIB is e.g. lib32 or lib/i386-linux-gnu), so every 32-bit program would print a loader error; install the i686 build there, or give the x86-64 build's own path")
+        })?;
+    Ok((host, Some(i386)))
+}
+
+/// The checks `coroner_config::preload_install` makes of a library, for
+/// each build a `$LIB` entry leads to: a regular file owned by root and
+/// writable by nobody else.
+fn check_preload_library(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)
+        .with_context(|| format!("cannot use the library {}", path.display()))?;
+    if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "{} must be a regular file owned by root and not group- or world-writable (uid {}, mode {:o})",
+            path.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        );
+    }
+    Ok(())
+}
+
+/// `install --jit --system` of a `$LIB` entry: both loaders must find their
+/// build through it (checked as any preload library), then the line is
+/// appended as `coroner_config::preload_install` does (same layout, so its
+/// `preload_uninstall` removes it byte for byte), replacing the file
+/// atomically.
+fn install_lib_token_entry(file: &Path, lib: &Path) -> anyhow::Result<String> {
+    let entry = lib
+        .to_str()
+        .filter(|s| {
+            lib.is_absolute()
+                && !s.contains(|c: char| c.is_ascii_whitespace() || c == ':' || c == '\0')
+        })
+        .with_context(|| {
+            format!(
+                "{} must be an absolute UTF-8 path without blanks or ':'",
+                lib.display()
+            )
+        })?;
+    let (host, i386) = resolve_lib_token_entry(entry)?;
+    check_preload_library(&host)?;
+    if let Some(p) = &i386 {
+        check_preload_library(p)?;
+    }
+    let text = match std::fs::read(file) {
+        Ok(b) => String::from_utf8(b).map_err(|_| {
+            anyhow::anyhow!("{} is not UTF-8 text; refusing to edit", file.display())
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    if text
+        .split(|c: char| c.is_ascii_whitespace() || c == ':')
+        .any(|w| w == entry)
+    {
+        return Ok(format!(
+            "{entry} is already listed in {}.\n",
+            file.display()
+        ));
+    }
+    let mut out = text;
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+        out.push_str(entry);
+    } else {
+        out.push_str(entry);
+        out.push('\n');
+    }
+    replace_file(file, out.as_bytes()).with_context(|| format!("writing {}", file.display()))?;
+    let i386 = match &i386 {
+        Some(p) => format!(" and {} in 32-bit ones", p.display()),
+        None => " (this system has no 32-bit loader)".to_string(),
+    };
+    Ok(format!(
+        "Added {entry} to {}: it is loaded into every new process, {} in 64-bit ones{i386}.\n",
+        file.display(),
+        host.display()
+    ))
+}
+
+/// Replaces `path` with `bytes` through a synced temporary file beside it,
+/// keeping its mode (0644 for a new file).
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mode = std::fs::metadata(path).map_or(0o644, |m| m.permissions().mode() & 0o7777);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The library `install|uninstall --jit --system` use without `--library`:
+/// `PREFIX/$LIB/coroner/libcoroner.so` (coroner in `PREFIX/bin`) when both
+/// loaders find their build there, else the x86-64 build as `coroner run`
+/// finds it, which 32-bit programs cannot load (said when an i686 build is
+/// around).
+fn default_preload_library() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the coroner executable")?;
+    if let Some(prefix) = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(|p| p.canonicalize().ok())
+    {
+        let entry = prefix.join(LIB_TOKEN).join("coroner/libcoroner.so");
+        if let Some(s) = entry.to_str() {
+            if resolve_lib_token_entry(s).is_ok() {
+                return Ok(entry);
+            }
+        }
+    }
+    let host = crate::cmd::run::find_runtime_library()?;
+    if let Some(i386) = crate::cmd::run::find_runtime_library_i386() {
+        eprintln!(
+            "coroner: note: 32-bit programs will not load {} (the i686 build is {}): install the two builds as PREFIX/$LIB/coroner/libcoroner.so and give that path, quoted, to --library",
+            host.display(),
+            i386.display()
+        );
+    }
+    Ok(host)
 }
 
 /// `coroner install|uninstall --system`: the kernel tier's core_pattern.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Seek};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -21,6 +22,11 @@ launches the AeDebug debugger against the live process, or writes the
 LocalDumps dump, as the configuration says. On exit, print what happened.
 Exits with COMMAND's status (128 + signal if a signal killed it).
 
+A 32-bit program gets the i686 build of the runtime when there is one
+(cargo build --target i686-unknown-linux-gnu -p coroner-preload): LD_PRELOAD
+then names it through the loader's $LIB, in a private directory removed on
+exit.
+
 Options:
   --config FILE   use this configuration instead of the system/user files
                   (sets CORONER_CONFIG for the program)
@@ -28,14 +34,18 @@ Options:
   -h, --help      this text
 ";
 
-/// The runtime library: next to this executable (a cargo build or an
-/// install that keeps them together), or in ../lib/coroner/.
+/// The runtime library for this (x86-64) host: next to this executable (a
+/// cargo build, or an install that keeps them together), or in
+/// `../lib/coroner/`, `../lib/x86_64-linux-gnu/coroner/` or
+/// `../lib64/coroner/`.
 pub fn find_runtime_library() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the coroner executable")?;
     let dir = exe.parent().unwrap_or(Path::new("/"));
     let candidates = [
         dir.join("libcoroner.so"),
         dir.join("../lib/coroner/libcoroner.so"),
+        dir.join("../lib/x86_64-linux-gnu/coroner/libcoroner.so"),
+        dir.join("../lib64/coroner/libcoroner.so"),
     ];
     for c in &candidates {
         if c.is_file() {
@@ -46,6 +56,127 @@ pub fn find_runtime_library() -> anyhow::Result<PathBuf> {
         "the crash runtime libcoroner.so is not next to {} (build it: cargo build -p coroner-preload)",
         exe.display()
     )
+}
+
+/// The i686 build of the runtime, for 32-bit programs, if there is one: the
+/// cargo layout (`target/i686-unknown-linux-gnu/<profile>/libcoroner.so`
+/// beside `target/<profile>/coroner`, what `cargo build --target
+/// i686-unknown-linux-gnu -p coroner-preload` makes) or an install's
+/// `../lib32/coroner/` or `../lib/i386-linux-gnu/coroner/`. Only a 32-bit
+/// x86 ELF object counts.
+pub fn find_runtime_library_i386() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let mut candidates = Vec::new();
+    if let Some(profile) = dir.file_name() {
+        candidates.push(
+            dir.join("../i686-unknown-linux-gnu")
+                .join(profile)
+                .join("libcoroner.so"),
+        );
+    }
+    candidates.push(dir.join("../lib32/coroner/libcoroner.so"));
+    candidates.push(dir.join("../lib/i386-linux-gnu/coroner/libcoroner.so"));
+    candidates
+        .into_iter()
+        .find(|c| elf_class_machine(c) == Some((1, 3)))
+        .map(|c| c.canonicalize().unwrap_or(c))
+}
+
+/// `(EI_CLASS, e_machine)` of an ELF file: (1, 3) is i386, (2, 62) x86-64.
+pub fn elf_class_machine(path: &Path) -> Option<(u8, u16)> {
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .ok()?;
+    (head[..4] == *b"\x7fELF").then(|| (head[4], u16::from_le_bytes([head[18], head[19]])))
+}
+
+/// What glibc's loader substitutes for `$LIB` in a preload path, per class,
+/// on the distributions we know: Debian and Ubuntu `lib/x86_64-linux-gnu`,
+/// and `lib/i386-linux-gnu` (multiarch `libc6:i386`) or `lib32` (biarch
+/// `libc6-i386`); Fedora, RHEL and SUSE `lib64` and `lib`; Arch `lib` and
+/// `lib32`. Plain `lib` is 64-bit where `/lib64` is `/lib` (Arch) and
+/// 32-bit elsewhere; see [`lib_is_64_bit`].
+pub const LIB_DIRS_64: [&str; 2] = ["lib/x86_64-linux-gnu", "lib64"];
+/// See [`LIB_DIRS_64`].
+pub const LIB_DIRS_32: [&str; 2] = ["lib/i386-linux-gnu", "lib32"];
+
+/// Whether `$LIB` = `lib` means the 64-bit libraries on this system: true
+/// when `/lib64` and `/lib` are the same directory (Arch), false when they
+/// differ (Fedora's i686 `lib`, and Debian, which uses neither).
+pub fn lib_is_64_bit() -> bool {
+    match (
+        std::fs::canonicalize("/lib64"),
+        std::fs::canonicalize("/lib"),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A private directory laid out so that one `LD_PRELOAD` entry,
+/// `<dir>/$LIB/libcoroner.so`, is the x86-64 build in a 64-bit process and
+/// the i686 build in a 32-bit one: each `$LIB` expansion of
+/// [`LIB_DIRS_64`]/[`LIB_DIRS_32`] (and `lib`) holds a symbolic link to the
+/// build of its class. Removed when dropped.
+pub struct PreloadTree {
+    dir: tempfile::TempDir,
+}
+
+impl PreloadTree {
+    pub fn create(host: &Path, i386: &Path) -> std::io::Result<PreloadTree> {
+        let dir = tempfile::Builder::new().prefix("coroner-run.").tempdir()?;
+        let lib = if lib_is_64_bit() { host } else { i386 };
+        let links = LIB_DIRS_64
+            .iter()
+            .map(|d| (*d, host))
+            .chain(LIB_DIRS_32.iter().map(|d| (*d, i386)))
+            .chain([("lib", lib)]);
+        for (sub, target) in links {
+            let d = dir.path().join(sub);
+            std::fs::create_dir_all(&d)?;
+            std::os::unix::fs::symlink(target, d.join("libcoroner.so"))?;
+        }
+        Ok(PreloadTree { dir })
+    }
+
+    /// The `LD_PRELOAD` entry: `<dir>/$LIB/libcoroner.so`.
+    pub fn entry(&self) -> OsString {
+        let mut e = self.dir.path().as_os_str().to_owned();
+        e.push("/$LIB/libcoroner.so");
+        e
+    }
+}
+
+/// The `LD_PRELOAD` entry for `coroner run`: the x86-64 build alone, or,
+/// when the i686 build is found, a [`PreloadTree`] entry that gives every
+/// process the build of its own class (the tree must live until the program
+/// has exited).
+fn preload_entry(host: &Path) -> (OsString, Option<PreloadTree>) {
+    let Some(i386) = find_runtime_library_i386() else {
+        return (host.as_os_str().to_owned(), None);
+    };
+    match PreloadTree::create(host, &i386) {
+        // LD_PRELOAD splits at blanks and ':'; a TMPDIR with one cannot hold
+        // the tree.
+        Ok(tree)
+            if !tree
+                .entry()
+                .as_bytes()
+                .iter()
+                .any(|b| b.is_ascii_whitespace() || *b == b':') =>
+        {
+            (tree.entry(), Some(tree))
+        }
+        Ok(_) => (host.as_os_str().to_owned(), None),
+        Err(e) => {
+            eprintln!(
+                "coroner: warning: 32-bit programs run without the runtime (preload tree: {e})"
+            );
+            (host.as_os_str().to_owned(), None)
+        }
+    }
 }
 
 pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
@@ -97,14 +228,16 @@ pub fn run(args: &[OsString]) -> anyhow::Result<ExitCode> {
     // The runtime writes one report line to this inherited descriptor.
     let mut report = tempfile::tempfile().context("creating the report file")?;
     coroner_sys::set_cloexec(report.as_fd(), false).context("sharing the report file")?;
+    // Kept until the program has exited: its processes load from it.
+    let (entry, _tree) = preload_entry(&lib);
     let preload = match std::env::var_os("LD_PRELOAD") {
         Some(p) if !p.is_empty() => {
-            let mut v = lib.clone().into_os_string();
+            let mut v = entry;
             v.push(" ");
             v.push(p);
             v
         }
-        _ => lib.clone().into_os_string(),
+        _ => entry,
     };
     let mut cmd = Command::new(program);
     cmd.args(prog_args)
@@ -251,5 +384,35 @@ mod tests {
         assert_eq!(r["signal"], "11");
         assert_eq!(r["event"], "signalled");
         assert!(parse_report("nothing here").is_none());
+    }
+
+    #[test]
+    fn elf_class_and_machine_of_this_test() {
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(elf_class_machine(&me), Some((2, 62)));
+        assert_eq!(elf_class_machine(Path::new("/nonexistent")), None);
+    }
+
+    #[test]
+    fn preload_tree_links_each_lib_expansion_to_its_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, i386) = (dir.path().join("l64.so"), dir.path().join("l32.so"));
+        std::fs::write(&host, "64").unwrap();
+        std::fs::write(&i386, "32").unwrap();
+        let tree = PreloadTree::create(&host, &i386).unwrap();
+        let entry = PathBuf::from(tree.entry());
+        assert!(entry.ends_with("$LIB/libcoroner.so"), "{entry:?}");
+        let root = entry.parent().unwrap().parent().unwrap().to_path_buf();
+        let read =
+            |sub: &str| std::fs::read_to_string(root.join(sub).join("libcoroner.so")).unwrap();
+        for d in LIB_DIRS_64 {
+            assert_eq!(read(d), "64", "{d}");
+        }
+        for d in LIB_DIRS_32 {
+            assert_eq!(read(d), "32", "{d}");
+        }
+        assert_eq!(read("lib"), if lib_is_64_bit() { "64" } else { "32" });
+        drop(tree);
+        assert!(!root.exists(), "removed with the tree");
     }
 }
