@@ -102,6 +102,14 @@ fn dumps(s: &Setup) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The one report the LocalDumps step filed beside the dump.
+fn one_report(s: &Setup) -> coroner_store::Report {
+    let store = coroner_store::Store::open(&s.dumps).expect("report store beside the dump");
+    let mut rows = store.list(&coroner_store::Filter::default()).unwrap();
+    assert_eq!(rows.len(), 1, "one report: {rows:#?}");
+    rows.remove(0)
+}
+
 fn hex(v: &str) -> u64 {
     u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
 }
@@ -260,6 +268,7 @@ fn auto_0_without_a_terminal_launches_nothing() {
     assert!(launches(&s).is_empty(), "no debugger without a yes");
     assert_eq!(dumps(&s).len(), 1, "LocalDumps still writes the dump");
     assert!(String::from_utf8_lossy(&out.stderr).contains("declined"));
+    assert_eq!(one_report(&s).jit, coroner_store::JitOutcome::Declined);
 }
 
 #[test]
@@ -269,6 +278,28 @@ fn excluded_executables_are_not_debugged() {
     assert_eq!(out.status.code(), Some(139));
     assert!(launches(&s).is_empty());
     assert_eq!(dumps(&s).len(), 1);
+    // The store said `launched` whenever a debugger was configured.
+    assert_eq!(one_report(&s).jit, coroner_store::JitOutcome::Excluded);
+}
+
+/// The store row's JIT outcome comes from the runtime: with no debugger
+/// configured it is `none`, and the reason is in the notes.
+#[test]
+fn no_debugger_configured_is_none_in_the_store() {
+    let s = setup("signal", "", true);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let localdumps = &text[text.find("[localdumps]").unwrap()..];
+    std::fs::write(&s.config, localdumps).unwrap();
+    let out = run(&s, &crasher(), &["segv-null"]);
+    assert_eq!(out.status.code(), Some(139), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("none configured"));
+    let r = one_report(&s);
+    assert_eq!(r.jit, coroner_store::JitOutcome::None);
+    assert!(
+        r.notes.iter().any(|n| n == "runtime: reason fault"),
+        "{:?}",
+        r.notes
+    );
 }
 
 #[test]
@@ -296,6 +327,8 @@ fn a_hanging_debugger_does_not_hang_the_target() {
     assert_eq!(launches(&s).len(), 1);
     assert_eq!(dumps(&s).len(), 1, "after the timeout the dump step runs");
     assert!(String::from_utf8_lossy(&out.stderr).contains("did not answer in time"));
+    // The store said `launched` whenever a debugger was configured.
+    assert_eq!(one_report(&s).jit, coroner_store::JitOutcome::TimedOut);
 }
 
 #[test]

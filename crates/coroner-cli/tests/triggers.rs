@@ -262,6 +262,17 @@ fn fail_fast_skips_the_program_handlers_and_reaches_debugger_and_dump() {
     );
     assert_eq!(exc.raw.thread_id.to_string(), pid);
     assert!(stderr.contains("dump: written"), "{stderr}");
+    // The message and the reason are in the report store, from the runtime.
+    let store = coroner_store::Store::open(&s.dumps).unwrap();
+    let rows = store.list(&coroner_store::Filter::default()).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0].jit, coroner_store::JitOutcome::Launched);
+    for note in [
+        format!("fail-fast: {MESSAGE}"),
+        "runtime: reason fail-fast".into(),
+    ] {
+        assert!(rows[0].notes.contains(&note), "{note}: {:?}", rows[0].notes);
+    }
 }
 
 #[test]

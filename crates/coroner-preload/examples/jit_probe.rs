@@ -5,8 +5,9 @@
 //!
 //! - debugger: `jit_probe OUT [signal] PID EVENT ADDR` — writes OUT; with
 //!   `signal`, also signals the event (as a debugger that attached would);
-//! - dumper: `jit_probe dump -accepteula LEVEL... -j FOLDER PID EVENT ADDR`
-//!   — writes `FOLDER/probe-dump.txt` with the level options first.
+//! - dumper: `jit_probe dump --jit-outcome=O --jit-reason=R [--jit-note=M]
+//!   -accepteula LEVEL... -j FOLDER PID EVENT ADDR` — writes
+//!   `FOLDER/probe-dump.txt`: `outcome=O reason=R levels=LEVEL,...` first.
 
 use coroner_types::jit::LinuxJitDebugInfo;
 use std::fs::File;
@@ -68,8 +69,24 @@ fn main() {
         let [folder, pid, event, addr] = &args[j + 1..] else {
             panic!("dump -j FOLDER PID EVENT ADDR, got {args:?}")
         };
-        let levels = args[2..j].join(",");
-        let line = format!("levels={levels} {}", probe(pid, event, addr));
+        let word = |key: &str| {
+            args[1..j]
+                .iter()
+                .find_map(|a| a.strip_prefix(key))
+                .unwrap_or("-")
+        };
+        let levels: Vec<&str> = args[1..j]
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !a.starts_with("--jit-") && *a != "-accepteula")
+            .collect();
+        let line = format!(
+            "outcome={} reason={} levels={} {}",
+            word("--jit-outcome="),
+            word("--jit-reason="),
+            levels.join(","),
+            probe(pid, event, addr)
+        );
         std::fs::write(format!("{folder}/probe-dump.txt"), line).expect("write");
         return;
     }

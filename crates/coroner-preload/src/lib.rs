@@ -69,13 +69,13 @@ pub extern "C" fn coroner_launch_debugger() -> c_int {
 /// `msg` is null or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn coroner_fail_fast(msg: *const c_char) -> ! {
-    let text = if msg.is_null() {
-        std::borrow::Cow::Borrowed("fail-fast")
+    let text: &[u8] = if msg.is_null() {
+        b"fail-fast"
     } else {
         // SAFETY: the caller passes a NUL-terminated string.
-        unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy()
+        unsafe { std::ffi::CStr::from_ptr(msg) }.to_bytes()
     };
-    coroner_runtime::fail_fast(&text)
+    coroner_runtime::fail_fast_bytes(text)
 }
 
 /// Interposed `sigaction(2)`.

@@ -263,6 +263,8 @@ fn hung_debugger_times_out_and_the_dumper_runs() {
     let c = crashing(&r.out);
     let d = fields(&std::fs::read_to_string(dir.path().join("probe-dump.txt")).unwrap());
     assert_eq!(d["levels"], "-ma");
+    // The runtime tells the dumper what the debugger step came to.
+    assert_eq!((d["outcome"].as_str(), d["reason"].as_str()), ("timed-out", "fault"));
     assert_eq!(d["pid"], c.pid.to_string());
     assert_eq!(d["signo"], "4");
     assert_eq!(d["eventfd"], "true");

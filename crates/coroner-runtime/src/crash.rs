@@ -134,6 +134,24 @@ pub(crate) enum Piece {
     Pid,
     Event,
     JitAddr,
+    /// What the debugger step came to, as `coroner_store::JitOutcome`
+    /// spells it (the dumper's `--jit-outcome=`).
+    Outcome,
+    /// The report's `reason` word.
+    Reason,
+    /// The FailFast message of this crash; a word with this piece is left
+    /// out when there is none.
+    Note,
+}
+
+/// What the pieces of a command expand to for one crash.
+pub(crate) struct Expansion<'a> {
+    pub pid: i32,
+    pub event: c_int,
+    pub block: u64,
+    pub outcome: &'a str,
+    pub reason: &'a str,
+    pub note: &'a [u8],
 }
 
 /// A precomputed command line: words of pieces, `words[0]` an absolute
@@ -202,6 +220,49 @@ pub(crate) static REASON_HINT: AtomicU8 = AtomicU8::new(0);
 /// Set by the runtime's panic hook: some thread of this process panicked
 /// (whether or not the panic was caught later). See [`reason_of`].
 pub(crate) static PANIC_HOOK_RAN: AtomicBool = AtomicBool::new(false);
+
+/// Longest FailFast message passed on to the dumper, bytes.
+pub(crate) const NOTE_MAX: usize = 512;
+/// The FailFast message, copied by `set_note` before the signal is raised
+/// (no allocation: the program's heap may be what failed).
+static NOTE: CrashCell<[u8; NOTE_MAX]> = CrashCell::new([0; NOTE_MAX]);
+/// The thread whose message [`NOTE`] holds (0: none); the first caller
+/// claims it, so the buffer is written once.
+static NOTE_TID: AtomicI32 = AtomicI32::new(0);
+static NOTE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Keeps `message` (up to [`NOTE_MAX`] bytes, up to a NUL) for the crash
+/// this thread is about to raise. Normal context, but allocation-free.
+pub(crate) fn set_note(message: &[u8]) {
+    let me = gettid();
+    if NOTE_TID
+        .compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return;
+    }
+    let n = message
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(message.len())
+        .min(NOTE_MAX);
+    // SAFETY: NOTE_TID admits one thread, once, to write the buffer; the
+    // crash path reads it only on that thread (after this returns and the
+    // thread raised its signal), through `note_of`.
+    unsafe { (&mut *NOTE.get())[..n].copy_from_slice(&message[..n]) };
+    NOTE_LEN.store(n, Ordering::Release);
+}
+
+/// The message `set_note` kept for thread `tid`, or nothing.
+fn note_of(tid: i32) -> &'static [u8] {
+    if NOTE_TID.load(Ordering::Acquire) != tid {
+        return &[];
+    }
+    let n = NOTE_LEN.load(Ordering::Acquire);
+    // SAFETY: written once by this very thread before it raised the
+    // signal being handled; never written again.
+    unsafe { &(&*NOTE.get())[..n] }
+}
 
 /// Crash ownership: 0 free, a tid = that thread is handling a crash (or
 /// `launch_debugger`), [`DONE`] = a crash was handled; the process is on
@@ -677,11 +738,20 @@ unsafe fn crash(sig: c_int, info: *mut siginfo_t, uc: *mut ucontext_t) {
         let block = unsafe { fill_block(me, info.cast(), uc) };
         let dumpable = prepare_dumpable();
         let evfd = make_event();
-        (debugger, event) = debugger_step(plan, sig, addr, block, evfd);
+        let mut x = Expansion {
+            pid: getpid(),
+            event: evfd,
+            block,
+            outcome: "none",
+            reason: reason.as_str(),
+            note: note_of(me),
+        };
+        (debugger, event) = debugger_step(plan, sig, addr, &x);
         if event != Event::Signalled {
             if let Some(dumper) = &plan.dumper {
+                x.outcome = jit_outcome(debugger, event);
                 // SAFETY: as for the debugger: argv statics are ours.
-                dump = match unsafe { spawn(dumper, evfd, block) } {
+                dump = match unsafe { spawn(dumper, &x) } {
                     Some(child) => match wait_child(&child, -1, plan.dump_timeout_ms) {
                         (Event::Exited, 0) => "written",
                         _ => "failed",
@@ -743,8 +813,23 @@ unsafe fn finish(sig: c_int, info: *const siginfo_t, uc: *mut ucontext_t) {
     tgkill_self(sig);
 }
 
+/// What the LocalDumps dumper is told the debugger step came to: the
+/// spelling of `coroner_store::JitOutcome` (the dumper files it in the
+/// report store). It runs only when no debugger took the crash over
+/// (`traced` and `signalled` never get here).
+fn jit_outcome(debugger: Debugger, event: Event) -> &'static str {
+    match (debugger, event) {
+        (Debugger::Launched, Event::Timeout) => "timed-out",
+        (Debugger::Launched, _) => "launched",
+        (Debugger::Excluded, _) => "excluded",
+        (Debugger::Declined, _) => "declined",
+        (Debugger::Failed, _) => "failed",
+        (Debugger::None | Debugger::Traced, _) => "none",
+    }
+}
+
 /// The debugger step (1–4 of the module docs, except the traced check).
-fn debugger_step(plan: &Plan, sig: c_int, addr: u64, block: u64, evfd: c_int) -> (Debugger, Event) {
+fn debugger_step(plan: &Plan, sig: c_int, addr: u64, x: &Expansion<'_>) -> (Debugger, Event) {
     let Some(cmd) = &plan.debugger else {
         return (Debugger::None, Event::NotWaited);
     };
@@ -754,16 +839,16 @@ fn debugger_step(plan: &Plan, sig: c_int, addr: u64, block: u64, evfd: c_int) ->
     if !plan.auto && !ask(plan, sig, addr) {
         return (Debugger::Declined, Event::NotWaited);
     }
-    if evfd < 0 {
+    if x.event < 0 {
         return (Debugger::Failed, Event::NotWaited);
     }
     // SAFETY: the caller owns the crash machinery, so the argv statics are
     // ours.
-    match unsafe { spawn(cmd, evfd, block) } {
+    match unsafe { spawn(cmd, x) } {
         None => (Debugger::Failed, Event::NotWaited),
         Some(child) => (
             Debugger::Launched,
-            wait_child(&child, evfd, plan.debugger_timeout_ms).0,
+            wait_child(&child, x.event, plan.debugger_timeout_ms).0,
         ),
     }
 }
@@ -900,12 +985,7 @@ fn ask(plan: &Plan, sig: c_int, addr: u64) -> bool {
 }
 
 /// Expands `cmd` into [`ARENA`]/[`ARGV`]; returns the argv pointer.
-unsafe fn build_argv(
-    cmd: &Cmd,
-    pid: i32,
-    event: c_int,
-    block: u64,
-) -> Option<*const *const c_char> {
+unsafe fn build_argv(cmd: &Cmd, x: &Expansion<'_>) -> Option<*const *const c_char> {
     // SAFETY: the caller owns the crash machinery; the arena and argv
     // statics are used by nobody else meanwhile.
     let (arena, argv) = unsafe { (&mut *ARENA.get(), &mut *ARGV.get()) };
@@ -913,7 +993,11 @@ unsafe fn build_argv(
         return None;
     }
     let mut at = 0usize;
-    for (i, word) in cmd.words.iter().enumerate() {
+    let mut argc = 0usize;
+    for word in &cmd.words {
+        if x.note.is_empty() && word.contains(&Piece::Note) {
+            continue;
+        }
         let start = at;
         for piece in word {
             let mut tmp = [0u8; 24];
@@ -921,17 +1005,20 @@ unsafe fn build_argv(
             let bytes: &[u8] = match piece {
                 Piece::Lit(b) => b,
                 Piece::Pid => {
-                    let n = fmt_dec(pid as i64, &mut tmp);
+                    let n = fmt_dec(x.pid as i64, &mut tmp);
                     &tmp[..n]
                 }
                 Piece::Event => {
-                    let n = fmt_dec(event as i64, &mut tmp);
+                    let n = fmt_dec(x.event as i64, &mut tmp);
                     &tmp[..n]
                 }
                 Piece::JitAddr => {
-                    let n = fmt_hex(block, POINTER_DIGITS, &mut hex);
+                    let n = fmt_hex(x.block, POINTER_DIGITS, &mut hex);
                     &hex[..n]
                 }
+                Piece::Outcome => x.outcome.as_bytes(),
+                Piece::Reason => x.reason.as_bytes(),
+                Piece::Note => x.note,
             };
             let end = at.checked_add(bytes.len())?;
             arena.get_mut(at..end)?.copy_from_slice(bytes);
@@ -939,9 +1026,10 @@ unsafe fn build_argv(
         }
         *arena.get_mut(at)? = 0;
         at += 1;
-        argv[i] = arena[start..].as_ptr().cast();
+        argv[argc] = arena[start..].as_ptr().cast();
+        argc += 1;
     }
-    argv[cmd.words.len()] = ptr::null();
+    argv[argc] = ptr::null();
     Some(argv.as_ptr())
 }
 
@@ -951,13 +1039,12 @@ pub(crate) struct Child {
     pidfd: c_int,
 }
 
-/// Spawns `cmd` (expanded for this process, `event`, `block`) with a raw
-/// clone + execve, no SIGCHLD (exit signal 0, so the program's own
-/// SIGCHLD handling and `waitpid(-1)` never see it), and allows it to
-/// ptrace us before it execs.
-pub(crate) unsafe fn spawn(cmd: &Cmd, event: c_int, block: u64) -> Option<Child> {
+/// Spawns `cmd` (expanded by `x`) with a raw clone + execve, no SIGCHLD
+/// (exit signal 0, so the program's own SIGCHLD handling and `waitpid(-1)`
+/// never see it), and allows it to ptrace us before it execs.
+pub(crate) unsafe fn spawn(cmd: &Cmd, x: &Expansion<'_>) -> Option<Child> {
     // SAFETY: forwarded precondition (crash machinery owned).
-    let argv = unsafe { build_argv(cmd, getpid(), event, block)? };
+    let argv = unsafe { build_argv(cmd, x)? };
     let mut gate = [-1 as c_int; 2];
     // SAFETY: `gate` has room for the two descriptors.
     if unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -1140,7 +1227,15 @@ pub(crate) fn launch_from_here() -> bool {
         let block = unsafe { fill_block(me, (&si as *const siginfo_t).cast(), &uc) };
         let dumpable = prepare_dumpable();
         let evfd = make_event();
-        let (_, event) = debugger_step(plan, libc::SIGTRAP, pc, block, evfd);
+        let x = Expansion {
+            pid: getpid(),
+            event: evfd,
+            block,
+            outcome: "none",
+            reason: Reason::DebugBreak.as_str(),
+            note: &[],
+        };
+        let (_, event) = debugger_step(plan, libc::SIGTRAP, pc, &x);
         close(evfd);
         restore_dumpable(dumpable);
         event == Event::Signalled
@@ -1221,32 +1316,78 @@ mod tests {
 
     #[test]
     fn argv_expansion() {
+        let lit = |s: &str| Piece::Lit(s.as_bytes().into());
         let cmd = Cmd {
             words: vec![
-                vec![Piece::Lit(b"/bin/echo".to_vec().into())],
-                vec![Piece::Lit(b"-p".to_vec().into())],
+                vec![lit("/bin/echo")],
+                vec![lit("--jit-outcome="), Piece::Outcome],
+                vec![lit("--jit-reason="), Piece::Reason],
+                vec![lit("--jit-note="), Piece::Note],
+                vec![lit("-p")],
                 vec![Piece::Pid],
-                vec![Piece::Lit(b"e=".to_vec().into()), Piece::Event],
-                vec![Piece::Lit(b"0x".to_vec().into()), Piece::JitAddr],
+                vec![lit("e="), Piece::Event],
+                vec![lit("0x"), Piece::JitAddr],
             ],
+        };
+        let mut x = Expansion {
+            pid: 12,
+            event: 7,
+            block: 0xabc,
+            outcome: "timed-out",
+            reason: "fail-fast",
+            note: b"it broke",
         };
         let me = gettid();
         assert_eq!(acquire(me), Acquired::Owner);
         assert_eq!(acquire(me), Acquired::Reentered);
-        // SAFETY: we own the crash machinery (acquired above).
-        let argv = unsafe { build_argv(&cmd, 12, 7, 0xabc) }.unwrap();
-        let words: Vec<String> = (0..5)
-            .map(|i| {
-                // SAFETY: build_argv filled 5 NUL-terminated words.
-                unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) }
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        // SAFETY: argv has 6 entries, the last null.
-        assert!(unsafe { *argv.add(5) }.is_null());
-        release(false);
+        let words = |x: &Expansion<'_>| -> Vec<String> {
+            // SAFETY: we own the crash machinery (acquired above).
+            let argv = unsafe { build_argv(&cmd, x) }.unwrap();
+            let mut out = Vec::new();
+            // SAFETY: build_argv filled NUL-terminated words up to a null.
+            while let Some(w) = unsafe { (*argv.add(out.len())).as_ref() } {
+                // SAFETY: as above: a NUL-terminated word of the arena.
+                out.push(
+                    unsafe { std::ffi::CStr::from_ptr(w) }
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+            out
+        };
         let block = format!("0x{:0w$x}", 0xabc, w = POINTER_DIGITS);
-        assert_eq!(words, ["/bin/echo", "-p", "12", "e=7", block.as_str()]);
+        assert_eq!(
+            words(&x),
+            [
+                "/bin/echo",
+                "--jit-outcome=timed-out",
+                "--jit-reason=fail-fast",
+                "--jit-note=it broke",
+                "-p",
+                "12",
+                "e=7",
+                block.as_str()
+            ]
+        );
+        // No message: its word is left out.
+        x.note = b"";
+        assert_eq!(words(&x)[3..5], ["-p", "12"]);
+        release(false);
+    }
+
+    #[test]
+    fn outcome_words_are_the_store_spellings() {
+        assert_eq!(jit_outcome(Debugger::Launched, Event::Exited), "launched");
+        assert_eq!(jit_outcome(Debugger::Launched, Event::Timeout), "timed-out");
+        assert_eq!(
+            jit_outcome(Debugger::Excluded, Event::NotWaited),
+            "excluded"
+        );
+        assert_eq!(
+            jit_outcome(Debugger::Declined, Event::NotWaited),
+            "declined"
+        );
+        assert_eq!(jit_outcome(Debugger::Failed, Event::NotWaited), "failed");
+        assert_eq!(jit_outcome(Debugger::None, Event::NotWaited), "none");
     }
 }

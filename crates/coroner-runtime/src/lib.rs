@@ -160,9 +160,18 @@ pub fn launch_debugger() -> bool {
 /// LocalDumps steps with reason `fail-fast`, skipping the program's own
 /// SIGABRT handler; the process then dies by SIGABRT. Never returns.
 pub fn fail_fast(message: &str) -> ! {
-    crash::write_all(2, message.as_bytes());
+    fail_fast_bytes(message.as_bytes())
+}
+
+/// [`fail_fast`] with the message as bytes (the C API's, which need not be
+/// UTF-8). Allocates nothing: the heap may be what failed. The first
+/// [`crash::NOTE_MAX`] bytes (up to a NUL) go to the LocalDumps dumper,
+/// which files them in the report's notes.
+pub fn fail_fast_bytes(message: &[u8]) -> ! {
+    crash::write_all(2, message);
     crash::write_all(2, b"\n");
     if is_installed() {
+        crash::set_note(message);
         crash::REASON_HINT.store(Reason::FailFast as u8, Ordering::Release);
         crash::force_ours(libc::SIGABRT);
         crash::raise_unblocked(libc::SIGABRT);

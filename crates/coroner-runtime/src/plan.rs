@@ -73,11 +73,20 @@ pub(crate) fn debugger_cmd(template: &DebuggerTemplate, search_path: Option<&OsS
     Cmd { words }
 }
 
-/// `<dumper> dump -accepteula <level options> -j <folder> %ld %ld %p`.
+/// `<dumper> dump --jit-outcome=<o> --jit-reason=<r> [--jit-note=<msg>]
+/// -accepteula <level options> -j <folder> %ld %ld %p`. The first three
+/// words are filled in at crash time: what the debugger step came to (a
+/// `coroner_store::JitOutcome` spelling), the report's reason, and the
+/// FailFast message when there is one; `coroner dump` takes them only as
+/// its first words.
 pub(crate) fn dumper_cmd(dumper: &Path, level: &[&str], folder: &Path) -> Cmd {
+    let word = |prefix: &[u8], piece: Piece| vec![Piece::Lit(prefix.into()), piece];
     let mut words = vec![
         lit(dumper.as_os_str().as_bytes()),
         lit(b"dump"),
+        word(b"--jit-outcome=", Piece::Outcome),
+        word(b"--jit-reason=", Piece::Reason),
+        word(b"--jit-note=", Piece::Note),
         lit(b"-accepteula"),
     ];
     words.extend(level.iter().map(|a| lit(a.as_bytes())));
@@ -202,6 +211,9 @@ mod tests {
                         Piece::Pid => "<pid>".into(),
                         Piece::Event => "<event>".into(),
                         Piece::JitAddr => "<addr>".into(),
+                        Piece::Outcome => "<outcome>".into(),
+                        Piece::Reason => "<reason>".into(),
+                        Piece::Note => "<note>".into(),
                     })
                     .collect::<String>()
             })
@@ -247,6 +259,9 @@ mod tests {
             [
                 "/opt/coroner",
                 "dump",
+                "--jit-outcome=<outcome>",
+                "--jit-reason=<reason>",
+                "--jit-note=<note>",
                 "-accepteula",
                 "-ma",
                 "-j",
@@ -276,8 +291,8 @@ mod tests {
             ["/bin/dbg", "<pid>"]
         );
         assert_eq!(
-            words(plan.dumper.as_ref().unwrap())[..5],
-            ["/bin/dumper", "dump", "-accepteula", "-mp", "-j"]
+            words(plan.dumper.as_ref().unwrap())[5..8],
+            ["-accepteula", "-mp", "-j"]
         );
         let plan = plan_from("badapp", &config.effective("badapp", false), None, -1);
         assert!(plan.excluded);

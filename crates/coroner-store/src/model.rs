@@ -73,10 +73,20 @@ pub enum JitOutcome {
     Detached,
     /// The debugger did not answer in time.
     TimedOut,
+    /// `auto = 0` and the user did not say yes on the terminal (or there
+    /// was none).
+    Declined,
+    /// The executable is in `[aedebug] exclude`.
+    Excluded,
+    /// The debugger could not be started (the runtime could not spawn it;
+    /// a program that fails to exec is `launched` and exits 127).
+    Failed,
 }
 
 impl JitOutcome {
-    /// The stored (and printed) spelling.
+    /// The stored (and printed) spelling; also what the crash runtime
+    /// passes to `coroner dump -j` as `--jit-outcome=`. Stable: rows keep
+    /// it, so a spelling is never changed or reused.
     pub fn as_str(self) -> &'static str {
         match self {
             JitOutcome::None => "none",
@@ -85,6 +95,9 @@ impl JitOutcome {
             JitOutcome::Quit => "quit",
             JitOutcome::Detached => "detached",
             JitOutcome::TimedOut => "timed-out",
+            JitOutcome::Declined => "declined",
+            JitOutcome::Excluded => "excluded",
+            JitOutcome::Failed => "failed",
         }
     }
 
@@ -97,6 +110,9 @@ impl JitOutcome {
             JitOutcome::Quit,
             JitOutcome::Detached,
             JitOutcome::TimedOut,
+            JitOutcome::Declined,
+            JitOutcome::Excluded,
+            JitOutcome::Failed,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)
@@ -454,6 +470,9 @@ mod tests {
             JitOutcome::Quit,
             JitOutcome::Detached,
             JitOutcome::TimedOut,
+            JitOutcome::Declined,
+            JitOutcome::Excluded,
+            JitOutcome::Failed,
         ] {
             assert_eq!(JitOutcome::parse(j.as_str()), Some(j));
         }

@@ -15,7 +15,96 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// What the crash runtime tells its LocalDumps dumper, in words it puts
+/// first (`coroner dump --jit-outcome=W --jit-reason=R [--jit-note=M] -j
+/// …`); see `crates/coroner-runtime/src/plan.rs`. Only `-j` takes them. A
+/// `coroner dump -j` started as the AeDebug debugger itself gets none.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RuntimeWords {
+    /// A `coroner_store::JitOutcome` spelling.
+    outcome: Option<String>,
+    /// The runtime's reason (`fault`, `abort`, `fail-fast`, ...).
+    reason: Option<String>,
+    /// The FailFast message, raw.
+    note: Option<Vec<u8>>,
+}
+
+/// Splits the runtime's leading words off `raw`. Only leading words count,
+/// so a program run by `-x` keeps arguments that look like them.
+fn take_runtime_words(raw: &[OsString]) -> (RuntimeWords, &[OsString]) {
+    let mut words = RuntimeWords::default();
+    let mut n = 0;
+    for a in raw {
+        let b = a.as_bytes();
+        if let Some(v) = b.strip_prefix(b"--jit-outcome=") {
+            words.outcome = Some(String::from_utf8_lossy(v).into_owned());
+        } else if let Some(v) = b.strip_prefix(b"--jit-reason=") {
+            words.reason = Some(String::from_utf8_lossy(v).into_owned());
+        } else if let Some(v) = b.strip_prefix(b"--jit-note=") {
+            words.note = Some(v.to_vec());
+        } else {
+            break;
+        }
+        n += 1;
+    }
+    (words, &raw[n..])
+}
+
+/// Longest note kept from the runtime, bytes (the runtime sends at most
+/// 512; anyone may run `coroner dump` with more).
+const NOTE_MAX: usize = 512;
+
+/// `bytes` as one line of text for the store: valid UTF-8 as is, except
+/// control characters and `\` escaped (`\n`, `\t`, `\\`, `\u{..}`) and
+/// other bytes as `\xNN`; cut at [`NOTE_MAX`] bytes with `...`.
+fn escape_note(bytes: &[u8]) -> String {
+    let cut = bytes.len() > NOTE_MAX;
+    let mut out = String::new();
+    for chunk in bytes[..bytes.len().min(NOTE_MAX)].utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out += &format!("\\x{b:02x}");
+        }
+    }
+    if cut {
+        out += "...";
+    }
+    out
+}
+
+/// The row's JIT outcome and the notes the runtime's words add.
+fn runtime_outcome(words: &RuntimeWords) -> (coroner_store::JitOutcome, Vec<String>) {
+    use coroner_store::JitOutcome;
+    let mut notes = Vec::new();
+    let jit = match &words.outcome {
+        // Started as the AeDebug debugger itself (`coroner dump -i`): the
+        // launched debugger is this dump.
+        None => JitOutcome::Launched,
+        Some(w) => JitOutcome::parse(w).unwrap_or_else(|| {
+            notes.push(format!(
+                "runtime: unknown JIT outcome {}",
+                escape_note(w.as_bytes())
+            ));
+            JitOutcome::None
+        }),
+    };
+    if let Some(r) = &words.reason {
+        notes.push(format!("runtime: reason {}", escape_note(r.as_bytes())));
+    }
+    if let Some(m) = &words.note {
+        notes.push(format!("fail-fast: {}", escape_note(m)));
+    }
+    (jit, notes)
+}
+
 pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
+    let (runtime, raw) = take_runtime_words(raw);
     let Some(args) = dump_args::parse(raw)? else {
         print!("{}", dump_args::USAGE);
         return Ok(ExitCode::SUCCESS);
@@ -35,6 +124,12 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
         // A dump taken at a crash is the only record of it: make it durable.
         durable: args.sync || !matches!(args.target, Target::Pid { .. }),
     };
+    if runtime != RuntimeWords::default() && !matches!(args.target, Target::Jit { .. }) {
+        return Err(dump_args::UsageError(
+            "--jit-outcome/--jit-reason/--jit-note go with -j".into(),
+        )
+        .into());
+    }
     match &args.target {
         Target::Install { folder } => {
             let folder = folder.clone().unwrap_or_else(|| ".".into());
@@ -100,7 +195,8 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("detaching from process {pid}"))?;
             progress.finish();
             summary(&args, &path, &stats, t);
-            if let Err(e) = record_runtime_report(folder, pid, crash.as_ref(), &path, &opts, &stats)
+            if let Err(e) =
+                record_runtime_report(folder, pid, crash.as_ref(), &path, &opts, &stats, &runtime)
             {
                 eprintln!(
                     "coroner: the dump is written but the crash is not in the report store: {e:#}"
@@ -308,8 +404,9 @@ fn record_runtime_report(
     dump: &Path,
     opts: &DumpOptions,
     stats: &DumpStats,
+    runtime: &RuntimeWords,
 ) -> anyhow::Result<()> {
-    use coroner_store::{DumpFile, JitOutcome, NewReport, Store, Tier};
+    use coroner_store::{DumpFile, NewReport, Store, Tier};
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let status = coroner_proc::procfs::read_status(pid).ok();
     let exe = coroner_proc::procfs::exe_path(pid)
@@ -334,12 +431,9 @@ fn record_runtime_report(
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
-    // A dump is only taken when the debugger (if any) did not take over.
-    let base = exe.rsplit('/').next().unwrap_or(&exe).to_owned();
-    let jit = match coroner_config::load(&coroner_config::Sources::from_environment()) {
-        Ok(l) if l.config.effective(&base, false).debugger.is_some() => JitOutcome::Launched,
-        _ => JitOutcome::None,
-    };
+    // What the debugger step came to, as the runtime says (a dump is only
+    // taken when no debugger took over).
+    let (jit, runtime_notes) = runtime_outcome(runtime);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -376,7 +470,10 @@ fn record_runtime_report(
             bytes: stats.bytes_written,
             truncated: false,
         }],
-        notes: stats.soft_errors.clone(),
+        notes: runtime_notes
+            .into_iter()
+            .chain(stats.soft_errors.iter().cloned())
+            .collect(),
         ..NewReport::new(Tier::Runtime, now.as_secs() as i64)
     };
     if let Ok(a) = coroner_analyze::analyze_path(dump, &coroner_analyze::AnalyzeOptions::default())
@@ -388,4 +485,75 @@ fn record_runtime_report(
     let mut store = Store::open(folder)?;
     store.insert(&report)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coroner_store::JitOutcome;
+
+    fn os(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn runtime_words_are_taken_only_first() {
+        let raw = os(&[
+            "--jit-outcome=timed-out",
+            "--jit-reason=fail-fast",
+            "--jit-note=bad state",
+            "-j",
+            "d",
+            "--jit-outcome=x",
+        ]);
+        let (w, rest) = take_runtime_words(&raw);
+        assert_eq!(w.outcome.as_deref(), Some("timed-out"));
+        assert_eq!(w.reason.as_deref(), Some("fail-fast"));
+        assert_eq!(w.note.as_deref(), Some(&b"bad state"[..]));
+        assert_eq!(rest, &raw[3..]);
+        let (w, rest) = take_runtime_words(&raw[3..]);
+        assert_eq!(w, RuntimeWords::default());
+        assert_eq!(rest.len(), 3);
+    }
+
+    #[test]
+    fn outcome_and_notes_from_the_runtime() {
+        let words = |o: Option<&str>, note: Option<&[u8]>| RuntimeWords {
+            outcome: o.map(str::to_owned),
+            reason: Some("fail-fast".into()),
+            note: note.map(<[u8]>::to_vec),
+        };
+        assert_eq!(
+            runtime_outcome(&words(Some("excluded"), None)).0,
+            JitOutcome::Excluded
+        );
+        assert_eq!(
+            runtime_outcome(&words(Some("timed-out"), None)).0,
+            JitOutcome::TimedOut
+        );
+        // The AeDebug debugger itself: no words.
+        assert_eq!(
+            runtime_outcome(&RuntimeWords::default()),
+            (JitOutcome::Launched, vec![])
+        );
+        let (jit, notes) = runtime_outcome(&words(Some("what\n"), Some(b"a\nb\\c\xff")));
+        assert_eq!(jit, JitOutcome::None);
+        assert_eq!(
+            notes,
+            [
+                "runtime: unknown JIT outcome what\\n",
+                "runtime: reason fail-fast",
+                "fail-fast: a\\nb\\\\c\\xff"
+            ]
+        );
+    }
+
+    #[test]
+    fn notes_are_bounded() {
+        let long = vec![b'x'; 2 * NOTE_MAX];
+        let e = escape_note(&long);
+        assert_eq!(e.len(), NOTE_MAX + 3);
+        assert!(e.ends_with("x..."));
+        assert_eq!(escape_note("déjà\u{7}".as_bytes()), "déjà\\u{7}");
+    }
 }
