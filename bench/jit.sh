@@ -4,14 +4,18 @@
 #     writes to NULL under the preloaded runtime; the configured "debugger"
 #     stamps CLOCK_MONOTONIC first thing in main. Median of N crashes.
 #  2. the cost the runtime adds to starting a process that does not crash:
-#     `true` with and without LD_PRELOAD=libcoroner.so, interleaved, many runs.
+#     `true` with and without LD_PRELOAD=libcoroner.so, interleaved, many runs:
+#     with no configuration file, and with a typical one (a debugger and
+#     [localdumps] without a dumper: what `install --jit --system` users have).
 # usage: bench/jit.sh [CRASHES] [STARTS]     (defaults 50, 2000)
+#   CORONER_BENCH_LIB=/path/libcoroner.so measures that build instead (e.g. a
+#   copy of an older one, for a before/after figure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CRASHES=${1:-50}
 STARTS=${2:-2000}
 cargo build --release -q -p coroner-cli -p coroner-preload
-LIB=$PWD/target/release/libcoroner.so
+LIB=${CORONER_BENCH_LIB:-$PWD/target/release/libcoroner.so}
 W=$(mktemp -d "${TMPDIR:-/tmp}/coroner-jitbench.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
@@ -43,6 +47,14 @@ cat > "$W/coroner.toml" <<TOML
 debugger = "$W/stamp $W/stamp.out %ld %ld %p"
 auto = 1
 TOML
+cat > "$W/typical.toml" <<TOML
+[aedebug]
+debugger = "gdb -p %ld"
+auto = 1
+[localdumps]
+folder = "$W/dumps"
+type = "mini"
+TOML
 
 python3 - "$W" "$LIB" "$CRASHES" "$STARTS" <<'PY'
 import os, statistics as st, subprocess, sys, time
@@ -63,12 +75,17 @@ def one(e):
     t = time.perf_counter_ns()
     subprocess.run(["/bin/true"], env=e)
     return time.perf_counter_ns() - t
-plain = dict(os.environ); plain.pop("LD_PRELOAD", None)
-pre = dict(plain, LD_PRELOAD=lib)
-a, b = [], []
-for i in range(starts):
-    a.append(one(plain)); b.append(one(pre))
-ma, mb = st.median(a) / 1e3, st.median(b) / 1e3
-diffs = sorted((y - x) / 1e3 for x, y in zip(a, b))
-print(f"start of /bin/true: plain {ma:.1f} us, with libcoroner {mb:.1f} us, added median {st.median(diffs):.1f} us per start (n={starts}, interleaved)")
+plain = dict(os.environ)
+for k in ("LD_PRELOAD", "CORONER_CONFIG", "CORONER_RUN_FD"):
+    plain.pop(k, None)
+for label, pre in (
+    ("no configuration file", dict(plain, LD_PRELOAD=lib)),
+    ("typical configuration", dict(plain, LD_PRELOAD=lib, CORONER_CONFIG=f"{w}/typical.toml")),
+):
+    a, b = [], []
+    for i in range(starts):
+        a.append(one(plain)); b.append(one(pre))
+    ma, mb = st.median(a) / 1e3, st.median(b) / 1e3
+    diffs = sorted((y - x) / 1e3 for x, y in zip(a, b))
+    print(f"start of /bin/true, {label}: plain {ma:.1f} us, with libcoroner {mb:.1f} us, added median {st.median(diffs):.1f} us per start (n={starts}, interleaved)")
 PY

@@ -282,6 +282,35 @@ fn excluded_executables_are_not_debugged() {
     assert_eq!(one_report(&s).jit, coroner_store::JitOutcome::Excluded);
 }
 
+/// With no `dumper` configured, the LocalDumps step runs the `coroner`
+/// beside libcoroner.so. The runtime used to look for it at every process
+/// start (a stat per PATH directory); now the crash-time child tries PATH,
+/// then the library's directory (through `coroner run`'s symbolic link
+/// when the i686 build is around), then the executable's.
+#[test]
+fn the_default_dumper_is_the_coroner_beside_the_library() {
+    let s = setup("exit", "", true);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let line = text.lines().find(|l| l.starts_with("dumper = ")).unwrap();
+    std::fs::write(&s.config, text.replace(line, "")).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -c 0; exec \"$@\"", "sh"])
+        .arg(coroner())
+        .args(["run", "--config"])
+        .arg(&s.config)
+        .arg("--")
+        .arg(crasher())
+        .arg("segv-null")
+        // No coroner on this PATH: the one beside the library is found.
+        .env("PATH", "/usr/bin:/bin");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(139), "{stderr}");
+    assert!(stderr.contains("dump: written"), "{stderr}");
+    assert_eq!(dumps(&s).len(), 1);
+    assert_eq!(one_report(&s).jit, coroner_store::JitOutcome::Launched);
+}
+
 /// The store row's JIT outcome comes from the runtime: with no debugger
 /// configured it is `none`, and the reason is in the notes.
 #[test]

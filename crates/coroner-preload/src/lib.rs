@@ -22,7 +22,7 @@ use libc::{c_char, c_int, c_void, pthread_attr_t, pthread_t, sighandler_t};
 /// Runs at load time, before the program's `main` (and before the
 /// constructors of objects loaded after this one).
 extern "C" fn coroner_constructor() {
-    if let Err(e) = coroner_runtime::install() {
+    if let Err(e) = coroner_runtime::install_preloaded() {
         let line = format!("{e}\n");
         // SAFETY: writes a live buffer to stderr; no Rust stdio state (the
         // program's stderr may be anything, even closed).
@@ -39,7 +39,7 @@ static CONSTRUCTOR: extern "C" fn() = coroner_constructor;
 /// it; calling it again is harmless.
 #[no_mangle]
 pub extern "C" fn coroner_install() -> c_int {
-    match coroner_runtime::install() {
+    match coroner_runtime::install_preloaded() {
         Ok(()) => 0,
         Err(e) => {
             let line = format!("{e}\n");

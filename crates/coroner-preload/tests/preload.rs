@@ -264,7 +264,10 @@ fn hung_debugger_times_out_and_the_dumper_runs() {
     let d = fields(&std::fs::read_to_string(dir.path().join("probe-dump.txt")).unwrap());
     assert_eq!(d["levels"], "-ma");
     // The runtime tells the dumper what the debugger step came to.
-    assert_eq!((d["outcome"].as_str(), d["reason"].as_str()), ("timed-out", "fault"));
+    assert_eq!(
+        (d["outcome"].as_str(), d["reason"].as_str()),
+        ("timed-out", "fault")
+    );
     assert_eq!(d["pid"], c.pid.to_string());
     assert_eq!(d["signo"], "4");
     assert_eq!(d["eventfd"], "true");
@@ -554,4 +557,19 @@ fn one_shot_handlers_run_once_then_the_fault_reaches_the_debugger() {
             ("11", "1")
         );
     }
+}
+
+/// libcoroner.so now carries libgcc's unwinder (static `libgcc_eh`, no
+/// `libgcc_s.so.1`: it cost every process start its constructor). A thread
+/// ended by `pthread_exit` or cancelled is unwound by glibc through the
+/// runtime's `pthread_create` wrapper with the system's `libgcc_s`; both
+/// must still run their cleanup handlers and end as without the runtime.
+#[test]
+fn pthread_exit_and_cancel_unwind_through_the_thread_wrapper() {
+    let (stdout, rep, _) = same_with_and_without("threads", &[]);
+    assert_eq!(
+        stdout,
+        "cleanup exit\nexited 7\ncleanup cancel\ncancelled 1\n"
+    );
+    assert_eq!(rep["signal"], "11");
 }

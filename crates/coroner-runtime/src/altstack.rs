@@ -11,13 +11,14 @@ use std::sync::OnceLock;
 /// Usable size of each alternate stack (below it: one PROT_NONE guard page).
 pub const ALT_STACK_SIZE: usize = 64 * 1024;
 
+/// The page size from the auxiliary vector (`sysconf` would touch one
+/// more page of libc at every process start; `at_secure` has read the
+/// vector already).
 fn page_size() -> usize {
-    // SAFETY: sysconf reads a constant of the process.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if p > 0 {
-        p as usize
-    } else {
-        4096
+    // SAFETY: getauxval reads the process's auxiliary vector.
+    match unsafe { libc::getauxval(libc::AT_PAGESZ) } {
+        0 => 4096,
+        p => p as usize,
     }
 }
 

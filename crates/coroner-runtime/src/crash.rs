@@ -154,11 +154,28 @@ pub(crate) struct Expansion<'a> {
     pub note: &'a [u8],
 }
 
-/// A precomputed command line: words of pieces, `words[0]` an absolute
-/// program path when it could be resolved.
+/// Where the spawned child looks for the program of a [`Cmd`]. The search
+/// happens in the child, at crash time, with `execve` on each candidate in
+/// turn: a `PATH` walk at start-up would cost every process a `stat` per
+/// directory for a program it will almost never run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Program {
+    /// `words[0]` as it stands.
+    AsIs,
+    /// `name` in each absolute directory of `path` (a `PATH` value), in
+    /// order, as `execvp` searches; relative entries are skipped.
+    Search { name: Box<[u8]>, path: Box<[u8]> },
+    /// `name` in the directory of the file `object`, then, when `object` is
+    /// a symbolic link, in the directory of what it links to.
+    Beside { object: Box<[u8]>, name: Box<[u8]> },
+}
+
+/// A precomputed command line: words of pieces, and where to find the
+/// program (tried in order; empty means `words[0]` as it stands).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Cmd {
     pub words: Vec<Vec<Piece>>,
+    pub programs: Vec<Program>,
 }
 
 /// Everything the crash path needs, computed by `install` and never
@@ -1067,7 +1084,7 @@ pub(crate) unsafe fn spawn(cmd: &Cmd, x: &Expansion<'_>) -> Option<Child> {
     };
     if ret == 0 {
         // SAFETY: we are the fresh child; argv is NUL-terminated strings.
-        unsafe { child_exec(gate, argv) };
+        unsafe { child_exec(gate, argv, &cmd.programs) };
     }
     close(gate[0]);
     if ret < 0 {
@@ -1084,8 +1101,10 @@ pub(crate) unsafe fn spawn(cmd: &Cmd, x: &Expansion<'_>) -> Option<Child> {
 }
 
 /// In the cloned child: wait for the gate, clear the signal mask (exec
-/// keeps it, and we are inside a handler), exec. Never returns.
-unsafe fn child_exec(gate: [c_int; 2], argv: *const *const c_char) -> ! {
+/// keeps it, and we are inside a handler), exec the first program of
+/// `programs` that can be (see [`Program`]). Never returns; 127 when none
+/// could.
+unsafe fn child_exec(gate: [c_int; 2], argv: *const *const c_char, programs: &[Program]) -> ! {
     close(gate[1]);
     let mut b = 0u8;
     // SAFETY: reads one byte into `b`; returns 0 at EOF (parent closed).
@@ -1103,11 +1122,93 @@ unsafe fn child_exec(gate: [c_int; 2], argv: *const *const c_char) -> ! {
             8usize,
         )
     };
-    // SAFETY: argv is a NULL-terminated array of NUL-terminated strings in
-    // the arena; environ is the process environment.
-    unsafe {
-        libc::execve(*argv, argv, environ);
-        libc::_exit(127)
+    if programs.is_empty() {
+        // SAFETY: argv is a NULL-terminated array of NUL-terminated strings
+        // in the arena.
+        unsafe { try_exec(*argv, argv) };
+    }
+    for p in programs {
+        // SAFETY: as above.
+        unsafe { exec_program(p, argv) };
+    }
+    // SAFETY: _exit(2) ends this child at once.
+    unsafe { libc::_exit(127) }
+}
+
+/// `execve(path, argv, environ)`; returns only when it failed.
+unsafe fn try_exec(path: *const c_char, argv: *const *const c_char) {
+    // SAFETY: the caller passes a NUL-terminated path and argv; environ is
+    // the process environment.
+    unsafe { libc::execve(path, argv, environ) };
+}
+
+/// `parts` joined into `buf` with a NUL; `None` when it does not fit.
+fn join_path<'a>(buf: &'a mut [u8], parts: &[&[u8]]) -> Option<&'a [u8]> {
+    let mut at = 0;
+    for p in parts {
+        buf.get_mut(at..at + p.len())?.copy_from_slice(p);
+        at += p.len();
+    }
+    *buf.get_mut(at)? = 0;
+    Some(&buf[..=at])
+}
+
+/// Everything before the last `/` (empty for a bare name).
+fn dir_of(path: &[u8]) -> &[u8] {
+    path.iter()
+        .rposition(|&b| b == b'/')
+        .map_or(&[], |i| &path[..i])
+}
+
+/// Tries the candidates of one [`Program`] (child, before exec).
+unsafe fn exec_program(p: &Program, argv: *const *const c_char) {
+    let mut buf = [0u8; 4096];
+    match p {
+        // SAFETY: argv is the caller's NULL-terminated array.
+        Program::AsIs => unsafe { try_exec(*argv, argv) },
+        Program::Search { name, path } => {
+            for dir in path
+                .split(|&b| b == b':')
+                .filter(|d| d.first() == Some(&b'/'))
+            {
+                if let Some(c) = join_path(&mut buf, &[dir, b"/", name]) {
+                    // SAFETY: `c` is NUL-terminated in `buf`.
+                    unsafe { try_exec(c.as_ptr().cast(), argv) };
+                }
+            }
+        }
+        Program::Beside { object, name } => {
+            if let Some(c) = join_path(&mut buf, &[dir_of(object), b"/", name]) {
+                // SAFETY: `c` is NUL-terminated in `buf`.
+                unsafe { try_exec(c.as_ptr().cast(), argv) };
+            }
+            // Two 4 KiB buffers: this child runs on a copy of the crashing
+            // thread's stack, which may be the 64 KiB alternate one.
+            let mut link = [0u8; 4096];
+            let Some(o) = join_path(&mut buf, &[object]) else {
+                return;
+            };
+            // SAFETY: `o` is NUL-terminated; readlink writes at most
+            // `link.len()` bytes into `link`.
+            let n =
+                unsafe { libc::readlink(o.as_ptr().cast(), link.as_mut_ptr().cast(), link.len()) };
+            if n <= 0 || n as usize >= link.len() {
+                return;
+            }
+            let target = &link[..n as usize];
+            let joined = if target.first() == Some(&b'/') {
+                join_path(&mut buf, &[dir_of(target), b"/", name])
+            } else {
+                join_path(
+                    &mut buf,
+                    &[dir_of(object), b"/", dir_of(target), b"/", name],
+                )
+            };
+            if let Some(c) = joined {
+                // SAFETY: `c` is NUL-terminated in `buf`.
+                unsafe { try_exec(c.as_ptr().cast(), argv) };
+            }
+        }
     }
 }
 
@@ -1318,6 +1419,7 @@ mod tests {
     fn argv_expansion() {
         let lit = |s: &str| Piece::Lit(s.as_bytes().into());
         let cmd = Cmd {
+            programs: vec![],
             words: vec![
                 vec![lit("/bin/echo")],
                 vec![lit("--jit-outcome="), Piece::Outcome],

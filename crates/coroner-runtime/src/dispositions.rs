@@ -197,8 +197,9 @@ pub enum HandlerError {
 /// our handler in for each crash signal (in front of a handler found there:
 /// one installed before us, not through the interposer, is chained to).
 pub(crate) fn install_handlers() -> Result<(), HandlerError> {
+    // libc's pthread_create is looked up at the first thread (one dlsym
+    // less at every process start).
     let real = real_sigaction().map_err(|e| HandlerError::Symbol("sigaction", e))?;
-    real_pthread_create().map_err(|e| HandlerError::Symbol("pthread_create", e))?;
     let mut locked = lock();
     if ACTIVE.load(Ordering::Acquire) {
         return Ok(());

@@ -84,30 +84,67 @@ pub enum InstallError {
 /// Installs the crash runtime (idempotent: a second call after success
 /// does nothing and returns `Ok`). See the crate docs.
 pub fn install() -> Result<(), InstallError> {
+    install_with(true)
+}
+
+/// [`install`] for `libcoroner.so`: everything but the panic hook. The
+/// hook would go into the library's own copy of std, which never sees the
+/// program's panics (a preloaded Rust program keeps its own std), and
+/// setting it costs every process start an allocation and the pages of
+/// std's hook code.
+pub fn install_preloaded() -> Result<(), InstallError> {
+    install_with(false)
+}
+
+fn install_with(panic_hook: bool) -> Result<(), InstallError> {
     static DONE: Mutex<bool> = Mutex::new(false);
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
     if *done {
         return Ok(());
     }
-    let exe = plan::exe_name();
     let report_fd = plan::report_fd();
-    let sources = coroner_config::Sources::from_environment();
-    let (plan, config_error) = match coroner_config::load(&sources) {
-        Ok(loaded) => {
-            let eff = loaded
-                .config
-                .effective(&exe, cfg!(target_pointer_width = "32"));
+    let mut sources = coroner_config::Sources::from_environment();
+    // The configuration would look for the default dumper on PATH, a stat
+    // per directory; the crash-time child does that instead (plan.rs).
+    let search_path = sources.search_path.take();
+    let is_32bit = cfg!(target_pointer_width = "32");
+    let loaded = if plan::no_config_file(&sources) {
+        Ok(None)
+    } else {
+        coroner_config::load(&sources).map(Some)
+    };
+    let (plan, config_error) = match loaded {
+        Ok(None) => {
+            let none = coroner_config::Config::default();
+            let eff = none.effective("", is_32bit);
             (
-                plan::plan_from(&exe, &eff, sources.search_path.as_deref(), report_fd),
+                plan::plan_from("", &eff, search_path.as_deref(), report_fd),
                 None,
             )
         }
-        Err(e) => (plan::empty_plan(&exe, report_fd), Some(e)),
+        Ok(Some(loaded)) => {
+            // Reading /proc/self/exe costs every process start ~10 µs; only
+            // per-executable settings and the auto = 0 question need it.
+            let exe = if plan::needs_exe_name(&loaded.config, is_32bit) {
+                plan::exe_name()
+            } else {
+                String::new()
+            };
+            let eff = loaded.config.effective(&exe, is_32bit);
+            (
+                plan::plan_from(&exe, &eff, search_path.as_deref(), report_fd),
+                None,
+            )
+        }
+        // No debugger: the name is never shown.
+        Err(e) => (plan::empty_plan("", report_fd), Some(e)),
     };
     crash::PLAN.store(Box::into_raw(Box::new(plan)), Ordering::Release);
     let stack = altstack::give_current_thread();
     dispositions::install_handlers().map_err(InstallError::Handlers)?;
-    set_panic_hook();
+    if panic_hook {
+        set_panic_hook();
+    }
     *done = true;
     if let Some(e) = config_error {
         return Err(InstallError::Config(e));

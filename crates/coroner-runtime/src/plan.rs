@@ -1,14 +1,15 @@
 //! Start-up (not the crash path): turn the configuration into the
-//! [`Plan`] the crash path reads — argv pieces with the program resolved to
-//! an absolute path, the dumper command line, timeouts, the report fd.
-//! Allocation and file access are fine here.
+//! [`Plan`] the crash path reads — argv pieces, where the spawned child
+//! finds each program, the dumper command line, timeouts, the report fd.
+//! Allocation is fine here; every syscall is paid by every process start
+//! (the library is preloaded everywhere), so file lookups that only a crash
+//! needs are left to the crash-time child ([`Program`]).
 
-use crate::crash::{Cmd, Piece, Plan};
+use crate::crash::{Cmd, Piece, Plan, Program};
 use coroner_config::{DebuggerTemplate, Effective};
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Environment variable naming the inherited fd the report line goes to
@@ -27,6 +28,66 @@ pub(crate) fn exe_name() -> String {
         .unwrap_or(name)
 }
 
+/// Whether the executable's name changes anything for `config`: an
+/// `exclude` list or `[localdumps.apps]` to match it against, or an
+/// `auto = 0` question that shows it. Otherwise [`exe_name`] is not read.
+pub(crate) fn needs_exe_name(config: &coroner_config::Config, is_32bit: bool) -> bool {
+    let ae = match (&config.aedebug_i386, is_32bit) {
+        (Some(i386), true) => i386,
+        _ => &config.aedebug,
+    };
+    let asks = !ae.auto && ae.debugger.as_ref().is_some_and(|d| !d.is_empty());
+    asks || !ae.exclude.is_empty()
+        || config
+            .localdumps
+            .as_ref()
+            .is_some_and(|ld| !ld.apps.is_empty())
+}
+
+/// Whether `sources` names no file that exists, so that loading would give
+/// the default configuration: no override, no notes, and neither the system
+/// nor the user file there (an `lstat` each, raw: std's `metadata` costs a
+/// process start more than the call itself). Anything present, even a
+/// dangling link, is left to `coroner_config::load` to judge.
+pub(crate) fn no_config_file(sources: &coroner_config::Sources) -> bool {
+    sources.env_override.is_none()
+        && sources.notes.is_empty()
+        && absent(&sources.system)
+        && sources.user.as_deref().is_none_or(absent)
+}
+
+/// `lstat(path)` fails with `ENOENT` or `ENOTDIR`.
+fn absent(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_bytes();
+    let mut buf = [0u8; 4096];
+    let Some(c) = buf.get_mut(..=bytes.len()) else {
+        return false;
+    };
+    c[..bytes.len()].copy_from_slice(bytes);
+    c[bytes.len()] = 0;
+    if bytes.contains(&0) {
+        return false;
+    }
+    // SAFETY: all-zero is a valid `stat` to be overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path in `buf`; `st` is a live
+    // out-pointer.
+    let r = unsafe {
+        libc::fstatat(
+            libc::AT_FDCWD,
+            c.as_ptr().cast(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    // SAFETY: this thread's errno slot.
+    r != 0
+        && matches!(
+            unsafe { *libc::__errno_location() },
+            libc::ENOENT | libc::ENOTDIR
+        )
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -35,25 +96,23 @@ fn lit(bytes: &[u8]) -> Vec<Piece> {
     vec![Piece::Lit(bytes.to_vec().into_boxed_slice())]
 }
 
-fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// `name` looked up on `search_path` when it has no `/` (execve does no
-/// PATH search); unchanged otherwise or when not found (the exec then fails
-/// and the crash path carries on as for a debugger that exited).
-pub(crate) fn resolve_program(name: &str, search_path: Option<&OsStr>) -> OsString {
-    if name.contains('/') {
-        return name.into();
+/// Where the child finds `program`: as written when it has a `/` (execve
+/// does no `PATH` search) or there is no `PATH` (a secure process), else on
+/// `search_path`, at crash time.
+fn lookup(program: &[u8], search_path: Option<&OsStr>) -> Vec<Program> {
+    match search_path {
+        Some(sp) if !program.contains(&b'/') => vec![Program::Search {
+            name: program.into(),
+            path: sp.as_bytes().into(),
+        }],
+        _ => vec![Program::AsIs],
     }
-    search_path
-        .and_then(|sp| coroner_config::find_in_path(name, sp))
-        .map_or_else(|| name.into(), PathBuf::into_os_string)
 }
 
-/// The debugger command: the template's words, the program resolved.
+/// The debugger command: the template's words; its program is looked up
+/// on `search_path` by the child when it is a bare name.
 pub(crate) fn debugger_cmd(template: &DebuggerTemplate, search_path: Option<&OsStr>) -> Cmd {
-    let mut words: Vec<Vec<Piece>> = template
+    let words: Vec<Vec<Piece>> = template
         .words()
         .iter()
         .map(|w| {
@@ -67,10 +126,10 @@ pub(crate) fn debugger_cmd(template: &DebuggerTemplate, search_path: Option<&OsS
                 .collect()
         })
         .collect();
-    if let (Some(program), Some(first)) = (template.program(), words.first_mut()) {
-        *first = lit(resolve_program(program, search_path).as_bytes());
-    }
-    Cmd { words }
+    let programs = template
+        .program()
+        .map_or_else(Vec::new, |p| lookup(p.as_bytes(), search_path));
+    Cmd { words, programs }
 }
 
 /// `<dumper> dump --jit-outcome=<o> --jit-reason=<r> [--jit-note=<msg>]
@@ -78,11 +137,16 @@ pub(crate) fn debugger_cmd(template: &DebuggerTemplate, search_path: Option<&OsS
 /// words are filled in at crash time: what the debugger step came to (a
 /// `coroner_store::JitOutcome` spelling), the report's reason, and the
 /// FailFast message when there is one; `coroner dump` takes them only as
-/// its first words.
-pub(crate) fn dumper_cmd(dumper: &Path, level: &[&str], folder: &Path) -> Cmd {
+/// its first words. `programs` says where the child finds `dumper`.
+pub(crate) fn dumper_cmd(
+    dumper: &[u8],
+    programs: Vec<Program>,
+    level: &[&str],
+    folder: &Path,
+) -> Cmd {
     let word = |prefix: &[u8], piece: Piece| vec![Piece::Lit(prefix.into()), piece];
     let mut words = vec![
-        lit(dumper.as_os_str().as_bytes()),
+        lit(dumper),
         lit(b"dump"),
         word(b"--jit-outcome=", Piece::Outcome),
         word(b"--jit-reason=", Piece::Reason),
@@ -95,45 +159,50 @@ pub(crate) fn dumper_cmd(dumper: &Path, level: &[&str], folder: &Path) -> Cmd {
     words.push(vec![Piece::Pid]);
     words.push(vec![Piece::Event]);
     words.push(vec![Piece::JitAddr]);
-    Cmd { words }
+    Cmd { words, programs }
 }
 
-/// The dumper when the configuration names none (and `coroner` is not on
-/// `PATH`): `coroner` next to this library (or the executable that links
-/// the runtime), else next to `/proc/self/exe`.
-pub(crate) fn default_dumper() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(dir) = own_object_dir() {
-        candidates.push(dir.join("coroner"));
+/// Where the child finds the dumper when the configuration names none:
+/// `coroner` on `PATH`, else beside this library (or the executable that
+/// links the runtime; through a symbolic link too, as `coroner run`'s
+/// preload tree has), else beside `/proc/self/exe`.
+pub(crate) fn default_dumper(search_path: Option<&OsStr>) -> Vec<Program> {
+    let name: Box<[u8]> = b"coroner"[..].into();
+    let mut programs = Vec::new();
+    if let Some(sp) = search_path {
+        programs.push(Program::Search {
+            name: name.clone(),
+            path: sp.as_bytes().into(),
+        });
     }
-    if let Ok(exe) = std::fs::read_link("/proc/self/exe") {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join("coroner"));
-        }
+    if let Some(object) = own_object_path() {
+        programs.push(Program::Beside {
+            object,
+            name: name.clone(),
+        });
     }
-    candidates
-        .into_iter()
-        .find(|c| is_executable(c))
-        .unwrap_or_else(|| PathBuf::from("coroner"))
+    programs.push(Program::Beside {
+        object: b"/proc/self/exe"[..].into(),
+        name,
+    });
+    programs
 }
 
-/// Directory of the ELF object this code is in (libcoroner.so when
-/// preloaded).
-fn own_object_dir() -> Option<PathBuf> {
+/// The path the loader gave the ELF object this code is in (libcoroner.so
+/// when preloaded). `dladdr` reads the loader's tables: no syscall.
+fn own_object_path() -> Option<Box<[u8]>> {
     // SAFETY: all-zero is a valid Dl_info (pointers null).
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr reads the loader's tables for an address inside this
     // object and fills `info`, a live struct.
-    let ok = unsafe { libc::dladdr(own_object_dir as *const libc::c_void, &mut info) };
+    let ok = unsafe { libc::dladdr(own_object_path as *const libc::c_void, &mut info) };
     if ok == 0 || info.dli_fname.is_null() {
         return None;
     }
     // SAFETY: dli_fname is a NUL-terminated string owned by the loader, valid
     // while the object stays loaded (for the process's lifetime here).
     let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let path = Path::new(OsStr::from_bytes(name.to_bytes()));
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    path.parent().map(Path::to_path_buf)
+    Some(name.to_bytes().into())
 }
 
 /// The plan for this executable from its effective settings.
@@ -144,11 +213,14 @@ pub(crate) fn plan_from(
     report_fd: libc::c_int,
 ) -> Plan {
     let dumper = eff.localdumps.as_ref().map(|ld| {
-        let program = ld
-            .dumper
-            .map(Path::to_path_buf)
-            .unwrap_or_else(default_dumper);
-        dumper_cmd(&program, ld.level.dump_args(), ld.folder)
+        let (program, programs) = match ld.dumper {
+            Some(p) => (
+                p.as_os_str().as_bytes(),
+                lookup(p.as_os_str().as_bytes(), search_path),
+            ),
+            None => (&b"coroner"[..], default_dumper(search_path)),
+        };
+        dumper_cmd(program, programs, ld.level.dump_args(), ld.folder)
     });
     Plan {
         exe_name: exe.as_bytes().into(),
@@ -221,17 +293,13 @@ mod tests {
     }
 
     #[test]
-    fn debugger_program_is_resolved_on_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let dbg = dir.path().join("mydbg");
-        std::fs::write(&dbg, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&dbg, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fn bare_programs_are_looked_up_on_path_by_the_child() {
         let t = DebuggerTemplate::parse("mydbg -p %ld -e %ld -c \".jdinfo 0x%p\"").unwrap();
-        let cmd = debugger_cmd(&t, Some(dir.path().as_os_str()));
+        let cmd = debugger_cmd(&t, Some(OsStr::new("/a:/b")));
         assert_eq!(
             words(&cmd),
             [
-                dbg.to_str().unwrap(),
+                "mydbg",
                 "-p",
                 "<pid>",
                 "-e",
@@ -240,17 +308,41 @@ mod tests {
                 ".jdinfo 0x<addr>"
             ]
         );
-        // Not found: left as written (exec fails later, reported as exited).
-        let cmd = debugger_cmd(&t, Some(OsStr::new("/nonexistent")));
-        assert_eq!(words(&cmd)[0], "mydbg");
+        assert_eq!(
+            cmd.programs,
+            [Program::Search {
+                name: b"mydbg"[..].into(),
+                path: b"/a:/b"[..].into()
+            }]
+        );
+        // No PATH (a secure process): as written.
+        assert_eq!(debugger_cmd(&t, None).programs, [Program::AsIs]);
         // A path is never searched.
-        assert_eq!(resolve_program("./x", Some(dir.path().as_os_str())), "./x");
+        let t = DebuggerTemplate::parse("./x %ld").unwrap();
+        assert_eq!(
+            debugger_cmd(&t, Some(OsStr::new("/a"))).programs,
+            [Program::AsIs]
+        );
+    }
+
+    #[test]
+    fn the_default_dumper_is_found_at_crash_time() {
+        let p = default_dumper(Some(OsStr::new("/bin")));
+        assert!(matches!(&p[0], Program::Search { name, .. } if &**name == b"coroner"));
+        // The test binary links the runtime: its own path, then /proc/self/exe.
+        let me = std::env::current_exe().unwrap();
+        assert!(
+            matches!(&p[1], Program::Beside { object, .. } if Path::new(OsStr::from_bytes(object)) == me),
+            "{p:?}"
+        );
+        assert!(matches!(&p[2], Program::Beside { object, .. } if &**object == b"/proc/self/exe"));
     }
 
     #[test]
     fn dumper_command_line() {
         let cmd = dumper_cmd(
-            Path::new("/opt/coroner"),
+            b"/opt/coroner",
+            vec![Program::AsIs],
             DumpLevel::Full.dump_args(),
             Path::new("/var/crash x"),
         );
@@ -270,6 +362,60 @@ mod tests {
                 "<event>",
                 "<addr>"
             ]
+        );
+    }
+
+    #[test]
+    fn the_executable_name_is_read_only_when_it_matters() {
+        let needs = |text: &str, is_32bit: bool| {
+            let c = coroner_config::parse_str(text, Path::new("t.toml")).unwrap();
+            needs_exe_name(&c, is_32bit)
+        };
+        assert!(!needs("", false));
+        assert!(!needs(
+            "[aedebug]\ndebugger = \"/bin/dbg %ld\"\n[localdumps]\nfolder = \"/tmp\"\n",
+            false
+        ));
+        assert!(needs("[aedebug]\nexclude = [\"x\"]\n", false));
+        assert!(needs(
+            "[aedebug]\ndebugger = \"/bin/dbg %ld\"\nauto = 0\n",
+            false
+        ));
+        assert!(
+            !needs("[aedebug]\nauto = 0\n", false),
+            "no debugger: nothing to ask"
+        );
+        assert!(needs(
+            "[localdumps]\nfolder = \"/tmp\"\n[localdumps.apps.x]\ncount = 1\n",
+            false
+        ));
+        let i386 = "[aedebug]\nexclude = [\"x\"]\n[aedebug.i386]\ndebugger = \"/bin/dbg32 %ld\"\n";
+        assert!(needs(i386, false));
+        assert!(
+            needs(i386, true),
+            "{i386}: the i386 key falls back to [aedebug]'s exclude?"
+        );
+    }
+
+    #[test]
+    fn no_config_file_means_what_load_gives_for_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources =
+            coroner_config::Sources::system_only(Some(&dir.path().join("none.toml")), 0);
+        sources.user = Some(dir.path().join("nodir/coroner.toml"));
+        assert!(no_config_file(&sources));
+        // What install would have built by loading: the default.
+        let loaded = coroner_config::load(&sources).unwrap();
+        assert_eq!(loaded.config, coroner_config::Config::default());
+        assert!(loaded.warnings.is_empty());
+        // Anything there (a dangling link too) is for load to judge.
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("none.toml")).unwrap();
+        assert!(!no_config_file(&sources));
+        let mut over = coroner_config::Sources::system_only(Some(&dir.path().join("x")), 0);
+        over.env_override = Some(dir.path().join("x"));
+        assert!(
+            !no_config_file(&over),
+            "a missing override is an error load reports"
         );
     }
 
