@@ -1,9 +1,11 @@
 //! `libcoroner.so` / `libcoroner.a`: the C ABI over `coroner-runtime`, with
 //! no logic of its own (DESIGN.md, "Three ways a crash is caught").
 //!
-//! - A constructor in `.init_array` calls `coroner_runtime::install()` when
-//!   the library is loaded (`LD_PRELOAD`, `/etc/ld.so.preload`, or linked);
-//!   a failure prints one line on stderr and never stops the program.
+//! - A constructor in `.init_array` calls
+//!   `coroner_runtime::install_preloaded()` (install without the panic
+//!   hook, which this library's own std would never fire) when the library
+//!   is loaded (`LD_PRELOAD`, `/etc/ld.so.preload`, or linked); a failure
+//!   prints one line on stderr and never stops the program.
 //! - Interposers for every libc call that sets a signal disposition
 //!   (`sigaction`, `__sigaction`, `signal`, `bsd_signal`, `ssignal`,
 //!   `sysv_signal`, `__sysv_signal`, `sigset`, `sigignore`, `siginterrupt`)
