@@ -8,6 +8,7 @@ mod cmd;
 mod dump_args;
 mod dumpdir;
 mod naming;
+mod liverow;
 mod progress;
 
 use std::ffi::OsString;

@@ -406,76 +406,30 @@ fn record_runtime_report(
     stats: &DumpStats,
     runtime: &RuntimeWords,
 ) -> anyhow::Result<()> {
-    use coroner_store::{DumpFile, NewReport, Store, Tier};
-    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let status = coroner_proc::procfs::read_status(pid).ok();
-    let exe = coroner_proc::procfs::exe_path(pid)
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let cmdline = coroner_proc::procfs::read_proc_file(pid, "cmdline")
-        .map(|c| {
-            c.split(|&b| b == 0)
-                .filter(|w| !w.is_empty())
-                .map(lossy)
-                .collect()
-        })
-        .unwrap_or_default();
-    let start_time = coroner_proc::procfs::read_proc_file(pid, "stat")
-        .ok()
-        .and_then(|s| coroner_proc::procfs::parse_stat(&s).ok())
-        .map_or(0, |(_, t)| t);
-    let comm = coroner_proc::procfs::comm(pid)
-        .map(|c| lossy(&c))
-        .unwrap_or_default();
-    let boot_id = coroner_proc::procfs::boot_id();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    use coroner_store::{DumpFile, Store, Tier};
     // What the debugger step came to, as the runtime says (a dump is only
     // taken when no debugger took over).
     let (jit, runtime_notes) = runtime_outcome(runtime);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
     let name = dump
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut report = NewReport {
-        time_nsec: now.subsec_nanos(),
-        host,
-        boot_id,
-        exe,
-        comm,
-        cmdline,
-        cwd: std::fs::read_link(format!("/proc/{}/cwd", pid.0))
-            .ok()
-            .map(|p| p.display().to_string()),
-        pid: pid.0 as u32,
-        tid: crash.map_or(pid.0 as u32, |c| c.tid.0 as u32),
-        start_time,
-        uid: status.as_ref().map_or(0, |s| s.uid[0]),
-        gid: status.as_ref().map_or(0, |s| s.gid[0]),
-        signal: crash.map_or(0, |c| c.siginfo.signo()),
-        si_code: crash.map_or(0, |c| c.siginfo.code()),
-        fault_addr: crash.and_then(|c| c.siginfo.fault_address()),
-        jit,
-        dumps: vec![DumpFile {
-            name,
-            format: match opts.format {
-                coroner_dump::DumpFormat::Minidump => "minidump".into(),
-                coroner_dump::DumpFormat::ElfCore => "core".into(),
-            },
-            level: Some(opts.level.as_str().into()),
-            bytes: stats.bytes_written,
-            truncated: false,
-        }],
-        notes: runtime_notes
-            .into_iter()
-            .chain(stats.soft_errors.iter().cloned())
-            .collect(),
-        ..NewReport::new(Tier::Runtime, now.as_secs() as i64)
-    };
+    let mut report = crate::liverow::live_process_row(pid, crash, Tier::Runtime);
+    report.jit = jit;
+    report.dumps = vec![DumpFile {
+        name,
+        format: match opts.format {
+            coroner_dump::DumpFormat::Minidump => "minidump".into(),
+            coroner_dump::DumpFormat::ElfCore => "core".into(),
+        },
+        level: Some(opts.level.as_str().into()),
+        bytes: stats.bytes_written,
+        truncated: false,
+    }];
+    report.notes = runtime_notes
+        .into_iter()
+        .chain(stats.soft_errors.iter().cloned())
+        .collect();
     if let Ok(a) = coroner_analyze::analyze_path(dump, &coroner_analyze::AnalyzeOptions::default())
     {
         report.signature = Some(a.signature.text.clone());
