@@ -6,12 +6,15 @@
 //! trust checks ([`Sources`], [`load`]), key editing ([`set_key`]), the
 //! installers with backup and restore ([`install_debugger`],
 //! [`install_dumper`], [`uninstall`]) and `/etc/ld.so.preload` editing
-//! ([`preload_install`], [`preload_uninstall`]).
+//! ([`preload_install`], [`preload_uninstall`]), and the compiled plan the
+//! runtime reads instead of the TOML ([`plan`]).
 //!
-//! Must not: run anything, touch the crash path, or print. The runtime calls
-//! [`Sources::from_environment`] and [`load`] in every process at start, so
-//! loading reads at most two small files and does nothing else costly; the
-//! template is parsed there so the signal handler only copies bytes.
+//! Must not: run anything or print. The runtime reads a compiled plan
+//! ([`plan`]) at every process start and calls [`load`] only when there is
+//! none or it is stale, so loading reads at most two small files and does
+//! nothing else costly. The plan's readers ([`plan::PlanView`],
+//! [`plan::CmdRef`]) allocate nothing and never panic: the runtime uses them
+//! before `main` and, for the command lines, in its crash handler.
 //!
 //! # Precedence
 //!
@@ -37,13 +40,14 @@ mod install;
 pub mod kernel;
 mod load;
 mod model;
+pub mod plan;
 mod preload;
 mod template;
 
 pub use edit::{set_key, show, show_json};
 pub use error::{ConfigError, TemplateError};
 pub use install::{backup_path, install_debugger, install_dumper, uninstall};
-pub use load::{find_in_path, load, Loaded, Sources, SYSTEM_CONFIG};
+pub use load::{find_in_path, load, load_stamped, Loaded, Sources, SYSTEM_CONFIG};
 pub use model::{
     glob_match, parse_str, AeDebug, AppOverride, Config, DumpLevel, Effective, EffectiveDumps,
     KernelTier, LocalDumps, SizeSpec, DEFAULT_DEBUGGER_TIMEOUT, DEFAULT_DUMP_COUNT,

@@ -8,6 +8,7 @@
 
 use crate::error::ConfigError;
 use crate::model::{parse_layer, resolve, Config, Origins};
+use crate::plan::{Role, Stamp};
 use serde::Serialize;
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
@@ -111,15 +112,23 @@ pub struct Loaded {
 /// rules). Missing files are not errors, except a missing `env_override`;
 /// a file that is present but malformed is an error.
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    load_stamped(sources).map(|(loaded, _)| loaded)
+}
+
+/// [`load`], also saying which files the configuration came from (one
+/// [`Stamp`] per file read and used, in precedence order: the override, or
+/// the system file then the user file), for a compiled plan
+/// ([`crate::plan`]).
+pub fn load_stamped(sources: &Sources) -> Result<(Loaded, Vec<Stamp>), ConfigError> {
     let mut warnings = sources.notes.clone();
     let mut origin = Origins::new();
-    let mut texts: Vec<(String, &Path)> = Vec::new();
+    let mut texts: Vec<(String, &Path, Role)> = Vec::new();
     if let Some(path) = &sources.env_override {
         let text = read_capped(File::open(path), path)?;
-        texts.push((text, path));
+        texts.push((text, path, Role::Override));
     } else {
         match read_trusted(&sources.system, sources.trusted_owner) {
-            Ok(Some(text)) => texts.push((text, &sources.system)),
+            Ok(Some(text)) => texts.push((text, &sources.system, Role::System)),
             Ok(None) => {}
             Err(Untrusted::Io(e)) => return Err(e),
             Err(Untrusted::Why(why)) => {
@@ -128,7 +137,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         }
         if let Some(user) = &sources.user {
             match read_user(user) {
-                Ok(Some(text)) => texts.push((text, user)),
+                Ok(Some(text)) => texts.push((text, user, Role::User)),
                 Ok(None) => {}
                 Err(Untrusted::Io(e)) => return Err(e),
                 Err(Untrusted::Why(why)) => {
@@ -138,7 +147,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         }
     }
     let mut layers = Vec::with_capacity(texts.len());
-    for (text, path) in &texts {
+    for (text, path, _) in &texts {
         layers.push((parse_layer(text, path)?, *path));
     }
     let mut config = resolve(layers, &mut origin);
@@ -147,11 +156,18 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
             ld.dumper = find_in_path("coroner", search);
         }
     }
-    Ok(Loaded {
-        config,
-        warnings,
-        origin: origin.into_iter().collect(),
-    })
+    let stamps = texts
+        .iter()
+        .map(|(text, _, role)| Stamp::of(*role, text.as_bytes()))
+        .collect();
+    Ok((
+        Loaded {
+            config,
+            warnings,
+            origin: origin.into_iter().collect(),
+        },
+        stamps,
+    ))
 }
 
 /// The first `dir/name` on a `PATH`-style list that is a regular file with an
