@@ -1,9 +1,15 @@
 //! Guard-paged alternate signal stacks (STYLE.md 7): one per thread, so a
 //! stack overflow can still run the handler. The calling thread of
-//! `install` gets one; every thread started through the interposed
-//! `pthread_create` gets one at its start, freed by a thread-specific-data
-//! destructor when it exits. A thread that already has an alternate stack
-//! (the program's, or std's) keeps it. Not the crash path.
+//! `install` (the main thread, when preloaded) gets a static one; every
+//! thread started through the interposed `pthread_create` gets a mapped one
+//! at its start, freed by a thread-specific-data destructor when it exits.
+//! A thread that already has an alternate stack (the program's, or std's)
+//! keeps it. Not the crash path.
+//!
+//! The static stack lives in `.bss`, which the library maps anyway: its
+//! pages cost nothing until a signal runs on them, and its guard is one
+//! `mprotect` of its lowest page, where a mapped stack took an `mmap`, an
+//! `mprotect` and a query (measured in docs/benchmarks.md).
 
 use std::io;
 use std::sync::OnceLock;
@@ -20,6 +26,66 @@ fn page_size() -> usize {
         0 => 4096,
         p => p as usize,
     }
+}
+
+/// Page size the static stack is laid out for (x86); with another page
+/// size the first thread gets a mapped stack like the others.
+const STATIC_PAGE: usize = 4096;
+
+/// The first installing thread's stack: a guard page, then the stack.
+#[repr(C, align(4096))]
+struct MainStack(core::cell::UnsafeCell<[u8; STATIC_PAGE + ALT_STACK_SIZE]>);
+
+// SAFETY: the bytes are only ever touched by the kernel (signal frames on
+// the thread whose alternate stack they are) and by that thread's handlers;
+// Rust code never reads or writes them.
+unsafe impl Sync for MainStack {}
+
+static MAIN_STACK: MainStack = MainStack(core::cell::UnsafeCell::new(
+    [0; STATIC_PAGE + ALT_STACK_SIZE],
+));
+
+/// Gives the calling thread (the first to install) the static guarded
+/// stack, unless it has an alternate stack already: one `mprotect` for the
+/// guard and one `sigaltstack` that installs ours and returns what was
+/// there (put back when it was enabled). The static stack is given once;
+/// a later caller gets a mapped one.
+pub(crate) fn give_main_thread() -> io::Result<Option<*mut libc::c_void>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static GIVEN: AtomicBool = AtomicBool::new(false);
+    if page_size() != STATIC_PAGE || GIVEN.swap(true, Ordering::AcqRel) {
+        return give_current_thread();
+    }
+    let base = MAIN_STACK.0.get().cast::<libc::c_void>();
+    // Raw syscalls: `syscall(2)` is on a page of libc the runtime touches
+    // anyway; the wrappers are each one more page fault in a fresh process.
+    // SAFETY: mprotect(2) of the first page of our own page-aligned static,
+    // which no Rust code touches (stacks grow down: an overflow of the
+    // stack hits it).
+    if unsafe { libc::syscall(libc::SYS_mprotect, base, STATIC_PAGE, libc::PROT_NONE) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let st = libc::stack_t {
+        // SAFETY: STATIC_PAGE is inside the static of STATIC_PAGE +
+        // ALT_STACK_SIZE bytes.
+        ss_sp: unsafe { base.cast::<u8>().add(STATIC_PAGE) }.cast(),
+        ss_flags: 0,
+        ss_size: ALT_STACK_SIZE,
+    };
+    // SAFETY: all-zero is a valid stack_t to receive the old one.
+    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigaltstack(2): `st` describes static memory that lives as
+    // long as the process; `old` is a live out-pointer.
+    if unsafe { libc::syscall(libc::SYS_sigaltstack, &st, &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if old.ss_flags & libc::SS_DISABLE == 0 {
+        // The thread had one (the program's, or std's): it keeps it.
+        // SAFETY: `old` is what the kernel just returned for this thread.
+        unsafe { libc::sigaltstack(&old, std::ptr::null_mut()) };
+        return Ok(None);
+    }
+    Ok(Some(base))
 }
 
 /// The key whose destructor frees a thread's stack.
@@ -142,6 +208,34 @@ mod tests {
             assert!(give_current_thread().unwrap().is_none());
             free_stack(base);
             assert!(current().is_none());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_first_thread_gets_the_static_guarded_stack_once() {
+        std::thread::spawn(|| {
+            let off = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disabling this fresh test thread's alternate stack.
+            unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) };
+            let base = give_main_thread().unwrap().expect("made one");
+            assert_eq!(base, MAIN_STACK.0.get().cast());
+            let cur = current().unwrap();
+            assert_eq!(cur.ss_size, ALT_STACK_SIZE);
+            assert_eq!(cur.ss_sp as usize, base as usize + STATIC_PAGE);
+            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+            let guard = format!("{:x}-", base as usize);
+            let line = maps.lines().find(|l| l.starts_with(&guard)).unwrap();
+            assert!(line.contains(" ---p "), "{line}");
+            // Given once; this thread has one now, so nothing new either.
+            assert!(give_main_thread().unwrap().is_none());
+            // SAFETY: disabling it again before the thread ends.
+            unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) };
         })
         .join()
         .unwrap();

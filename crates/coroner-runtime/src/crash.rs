@@ -25,6 +25,7 @@
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use coroner_config::plan::{CmdRef, PieceRef};
 use coroner_types::jit::{LinuxJitDebugInfo, JIT_DEBUG_INFO_SIZE, JIT_DEBUG_INFO_VERSION};
 use libc::{c_char, c_int, c_void, siginfo_t, ucontext_t};
 
@@ -70,6 +71,10 @@ pub(crate) const WISH_IGN: u8 = 1;
 /// is in the kernel (a handler found at install time, or a race with the
 /// interposer), ours calls it first.
 pub(crate) const WISH_HANDLER: u8 = 2;
+/// `install` is putting our handler in and has not yet published what the
+/// kernel held before (one `rt_sigaction` swaps the two): a delivery now
+/// waits the few instructions until it has.
+pub(crate) const WISH_PENDING: u8 = 3;
 
 #[allow(clippy::declare_interior_mutable_const)]
 const WISH_INIT: AtomicU8 = AtomicU8::new(WISH_DFL);
@@ -127,23 +132,6 @@ pub(crate) fn set_our_action(mut k: KernelSigaction) {
     unsafe { *OUR_ACTION.get() = k };
 }
 
-/// One argv piece of a precomputed command.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Piece {
-    Lit(Box<[u8]>),
-    Pid,
-    Event,
-    JitAddr,
-    /// What the debugger step came to, as `coroner_store::JitOutcome`
-    /// spells it (the dumper's `--jit-outcome=`).
-    Outcome,
-    /// The report's `reason` word.
-    Reason,
-    /// The FailFast message of this crash; a word with this piece is left
-    /// out when there is none.
-    Note,
-}
-
 /// What the pieces of a command expand to for one crash.
 pub(crate) struct Expansion<'a> {
     pub pid: i32,
@@ -158,32 +146,63 @@ pub(crate) struct Expansion<'a> {
 /// happens in the child, at crash time, with `execve` on each candidate in
 /// turn: a `PATH` walk at start-up would cost every process a `stat` per
 /// directory for a program it will almost never run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Program {
     /// `words[0]` as it stands.
     AsIs,
     /// `name` in each absolute directory of `path` (a `PATH` value), in
     /// order, as `execvp` searches; relative entries are skipped.
-    Search { name: Box<[u8]>, path: Box<[u8]> },
+    Search {
+        name: &'static [u8],
+        path: &'static [u8],
+    },
     /// `name` in the directory of the file `object`, then, when `object` is
     /// a symbolic link, in the directory of what it links to.
-    Beside { object: Box<[u8]>, name: Box<[u8]> },
+    Beside {
+        object: &'static [u8],
+        name: &'static [u8],
+    },
 }
 
-/// A precomputed command line: words of pieces, and where to find the
-/// program (tried in order; empty means `words[0]` as it stands).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Most candidates a [`Cmd`] has (the default dumper's three).
+const MAX_PROGRAMS: usize = 3;
+
+/// A precomputed command line: words of pieces (in the plan's encoding,
+/// `coroner_config::plan`), and where to find the program (tried in
+/// order; none means `words[0]` as it stands). Plain data over bytes that
+/// live as long as the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cmd {
-    pub words: Vec<Vec<Piece>>,
-    pub programs: Vec<Program>,
+    pub words: CmdRef<'static>,
+    programs: [Program; MAX_PROGRAMS],
+    nprograms: usize,
+}
+
+impl Cmd {
+    /// `words` with the first [`MAX_PROGRAMS`] of `programs`.
+    pub(crate) fn new(words: CmdRef<'static>, programs: &[Program]) -> Cmd {
+        let mut p = [Program::AsIs; MAX_PROGRAMS];
+        let n = programs.len().min(MAX_PROGRAMS);
+        p[..n].copy_from_slice(&programs[..n]);
+        Cmd {
+            words,
+            programs: p,
+            nprograms: n,
+        }
+    }
+
+    pub(crate) fn programs(&self) -> &[Program] {
+        &self.programs[..self.nprograms]
+    }
 }
 
 /// Everything the crash path needs, computed by `install` and never
-/// changed afterwards (leaked, read through [`PLAN`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// changed afterwards (read through [`PLAN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Plan {
-    /// Executable basename, for the terminal question.
-    pub exe_name: Box<[u8]>,
+    /// Executable basename, for the terminal question (empty when no
+    /// setting needed it).
+    pub exe_name: &'static [u8],
     /// The AeDebug debugger; `None` when not configured.
     pub debugger: Option<Cmd>,
     pub auto: bool,
@@ -197,8 +216,30 @@ pub(crate) struct Plan {
     pub report_fd: c_int,
 }
 
-/// The plan in force; null until `install` has built it.
+/// The plan in force; null until `install` has published it.
 pub(crate) static PLAN: AtomicPtr<Plan> = AtomicPtr::new(ptr::null_mut());
+
+/// Where the published plan lives.
+static PLAN_SLOT: CrashCell<Plan> = CrashCell::new(Plan {
+    exe_name: &[],
+    debugger: None,
+    auto: true,
+    excluded: false,
+    debugger_timeout_ms: 0,
+    dumper: None,
+    dump_timeout_ms: 0,
+    report_fd: -1,
+});
+
+/// Publishes `plan` for the crash path. `install` calls it once, under its
+/// lock (a published plan's bytes may be in use by a crash on another
+/// thread, so it is never replaced).
+pub(crate) fn publish_plan(plan: Plan) {
+    // SAFETY: install calls this once, under its lock, before any pointer
+    // to the slot is published, so nobody reads the slot yet.
+    unsafe { *PLAN_SLOT.get() = plan };
+    PLAN.store(PLAN_SLOT.get(), Ordering::Release);
+}
 
 /// Why the process is crashing, as the report names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,7 +347,8 @@ static ARGV: CrashCell<[*const c_char; MAX_WORDS + 1]> =
     CrashCell::new([ptr::null(); MAX_WORDS + 1]);
 
 extern "C" {
-    static environ: *const *const c_char;
+    /// The process environment (libc's).
+    pub(crate) static environ: *const *const c_char;
 }
 
 // ---------------------------------------------------------------------
@@ -576,6 +618,18 @@ pub(crate) unsafe extern "C" fn on_signal(sig: c_int, info: *mut siginfo_t, uc: 
     let Some(slot) = slot_of(sig) else { return };
     // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers.
     let code = unsafe { (*info).si_code };
+    let mut spins = 0u32;
+    while WISH[slot].load(Ordering::Acquire) == WISH_PENDING {
+        // `install` is between its swap and its publish, with every signal
+        // blocked on its own thread: a few instructions.
+        spins += 1;
+        if spins.is_multiple_of(64) {
+            // SAFETY: sched_yield(2) takes no arguments.
+            unsafe { libc::sched_yield() };
+        } else {
+            core::hint::spin_loop();
+        }
+    }
     match WISH[slot].load(Ordering::Acquire) {
         WISH_IGN if code <= 0 => return,
         // SAFETY: `info` and `uc` are the kernel's, valid for this call.
@@ -747,8 +801,9 @@ unsafe fn crash(sig: c_int, info: *mut siginfo_t, uc: *mut ucontext_t) {
     if tracer_pid() != 0 {
         debugger = Debugger::Traced;
     } else if !plan_ptr.is_null() {
-        // SAFETY: PLAN points to a leaked Plan that is never freed or
-        // changed after install stored it.
+        // SAFETY: PLAN points to PLAN_SLOT, written once before it was
+        // published and never changed after; its bytes live as long as the
+        // process.
         let plan = unsafe { &*plan_ptr };
         // SAFETY: we own the crash machinery (acquire above), so BLOCK is
         // ours to fill; info/uc stay valid while the handler runs.
@@ -975,7 +1030,7 @@ fn ask(plan: &Plan, sig: c_int, addr: u64) -> bool {
         return false;
     }
     let mut q = Line::<512>::new();
-    q.bytes(&plan.exe_name)
+    q.bytes(plan.exe_name)
         .str(" (")
         .dec(getpid() as i64)
         .str(") crashed with ")
@@ -1006,36 +1061,37 @@ unsafe fn build_argv(cmd: &Cmd, x: &Expansion<'_>) -> Option<*const *const c_cha
     // SAFETY: the caller owns the crash machinery; the arena and argv
     // statics are used by nobody else meanwhile.
     let (arena, argv) = unsafe { (&mut *ARENA.get(), &mut *ARGV.get()) };
-    if cmd.words.is_empty() || cmd.words.len() > MAX_WORDS {
+    let n = cmd.words.word_count();
+    if n == 0 || n > MAX_WORDS {
         return None;
     }
     let mut at = 0usize;
     let mut argc = 0usize;
-    for word in &cmd.words {
-        if x.note.is_empty() && word.contains(&Piece::Note) {
+    for word in cmd.words.words() {
+        if x.note.is_empty() && word.pieces().any(|p| p == PieceRef::Note) {
             continue;
         }
         let start = at;
-        for piece in word {
+        for piece in word.pieces() {
             let mut tmp = [0u8; 24];
             let mut hex = [0u8; 16];
             let bytes: &[u8] = match piece {
-                Piece::Lit(b) => b,
-                Piece::Pid => {
+                PieceRef::Lit(b) => b,
+                PieceRef::Pid => {
                     let n = fmt_dec(x.pid as i64, &mut tmp);
                     &tmp[..n]
                 }
-                Piece::Event => {
+                PieceRef::Event => {
                     let n = fmt_dec(x.event as i64, &mut tmp);
                     &tmp[..n]
                 }
-                Piece::JitAddr => {
+                PieceRef::JitAddr => {
                     let n = fmt_hex(x.block, POINTER_DIGITS, &mut hex);
                     &hex[..n]
                 }
-                Piece::Outcome => x.outcome.as_bytes(),
-                Piece::Reason => x.reason.as_bytes(),
-                Piece::Note => x.note,
+                PieceRef::Outcome => x.outcome.as_bytes(),
+                PieceRef::Reason => x.reason.as_bytes(),
+                PieceRef::Note => x.note,
             };
             let end = at.checked_add(bytes.len())?;
             arena.get_mut(at..end)?.copy_from_slice(bytes);
@@ -1043,10 +1099,10 @@ unsafe fn build_argv(cmd: &Cmd, x: &Expansion<'_>) -> Option<*const *const c_cha
         }
         *arena.get_mut(at)? = 0;
         at += 1;
-        argv[argc] = arena[start..].as_ptr().cast();
+        *argv.get_mut(argc)? = arena[start..].as_ptr().cast();
         argc += 1;
     }
-    argv[argc] = ptr::null();
+    *argv.get_mut(argc)? = ptr::null();
     Some(argv.as_ptr())
 }
 
@@ -1084,7 +1140,7 @@ pub(crate) unsafe fn spawn(cmd: &Cmd, x: &Expansion<'_>) -> Option<Child> {
     };
     if ret == 0 {
         // SAFETY: we are the fresh child; argv is NUL-terminated strings.
-        unsafe { child_exec(gate, argv, &cmd.programs) };
+        unsafe { child_exec(gate, argv, cmd.programs()) };
     }
     close(gate[0]);
     if ret < 0 {
@@ -1163,7 +1219,7 @@ fn dir_of(path: &[u8]) -> &[u8] {
 /// Tries the candidates of one [`Program`] (child, before exec).
 unsafe fn exec_program(p: &Program, argv: *const *const c_char) {
     let mut buf = [0u8; 4096];
-    match p {
+    match *p {
         // SAFETY: argv is the caller's NULL-terminated array.
         Program::AsIs => unsafe { try_exec(*argv, argv) },
         Program::Search { name, path } => {
@@ -1303,7 +1359,7 @@ pub(crate) fn launch_from_here() -> bool {
     if plan_ptr.is_null() {
         return false;
     }
-    // SAFETY: see `crash`: the plan is leaked and immutable.
+    // SAFETY: see `crash`: the published plan is immutable.
     let plan = unsafe { &*plan_ptr };
     if plan.debugger.is_none() || plan.excluded {
         return false;
@@ -1417,20 +1473,32 @@ mod tests {
 
     #[test]
     fn argv_expansion() {
-        let lit = |s: &str| Piece::Lit(s.as_bytes().into());
-        let cmd = Cmd {
-            programs: vec![],
-            words: vec![
-                vec![lit("/bin/echo")],
-                vec![lit("--jit-outcome="), Piece::Outcome],
-                vec![lit("--jit-reason="), Piece::Reason],
-                vec![lit("--jit-note="), Piece::Note],
-                vec![lit("-p")],
-                vec![Piece::Pid],
-                vec![lit("e="), Piece::Event],
-                vec![lit("0x"), Piece::JitAddr],
-            ],
-        };
+        use coroner_config::plan::{put_cmd_header, put_lit_word, put_piece, put_word_header};
+        let mut bytes = Vec::new();
+        put_cmd_header(&mut bytes, 8);
+        put_lit_word(&mut bytes, b"/bin/echo");
+        for (prefix, piece) in [
+            (&b"--jit-outcome="[..], PieceRef::Outcome),
+            (b"--jit-reason=", PieceRef::Reason),
+            (b"--jit-note=", PieceRef::Note),
+        ] {
+            put_word_header(&mut bytes, 2);
+            put_piece(&mut bytes, PieceRef::Lit(prefix));
+            put_piece(&mut bytes, piece);
+        }
+        put_lit_word(&mut bytes, b"-p");
+        put_word_header(&mut bytes, 1);
+        put_piece(&mut bytes, PieceRef::Pid);
+        put_word_header(&mut bytes, 2);
+        put_piece(&mut bytes, PieceRef::Lit(b"e="));
+        put_piece(&mut bytes, PieceRef::Event);
+        put_word_header(&mut bytes, 2);
+        put_piece(&mut bytes, PieceRef::Lit(b"0x"));
+        put_piece(&mut bytes, PieceRef::JitAddr);
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let (words, rest) = CmdRef::parse(bytes, true).unwrap();
+        assert!(rest.is_empty());
+        let cmd = Cmd::new(words, &[]);
         let mut x = Expansion {
             pid: 12,
             event: 7,

@@ -31,7 +31,7 @@
 use crate::altstack;
 use crate::crash::{
     self, on_signal, raw_sigaction, slot_of, KernelSigaction, CRASH_SIGNALS, PROGRAM_FLAGS,
-    PROGRAM_HANDLER, WISH, WISH_DFL, WISH_HANDLER, WISH_IGN,
+    PROGRAM_HANDLER, WISH, WISH_DFL, WISH_HANDLER, WISH_IGN, WISH_PENDING,
 };
 use libc::{c_int, c_void, pthread_attr_t, pthread_t, sighandler_t};
 use std::io;
@@ -193,33 +193,50 @@ pub enum HandlerError {
     },
 }
 
-/// Reads the kernel's current dispositions as the program's wishes and puts
-/// our handler in for each crash signal (in front of a handler found there:
-/// one installed before us, not through the interposer, is chained to).
+/// Puts our handler in for each crash signal and takes what the kernel
+/// held before as the program's wish, one `sigaction` call per signal
+/// (ours in, the old one out; a second call when the old one is a handler,
+/// installed before us and not through the interposer, which ours then
+/// stands in front of and chains to). Between the swap and the publishing
+/// of the old action the wish is `WISH_PENDING`, so a delivery on another
+/// thread waits for it instead of taking the signal for a crash; this
+/// thread has every signal blocked meanwhile.
 pub(crate) fn install_handlers() -> Result<(), HandlerError> {
     // libc's pthread_create is looked up at the first thread (one dlsym
-    // less at every process start).
+    // less at every process start). The cache is written, not read, here:
+    // reading an untouched page first costs a second page fault to write.
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name; it returns
+    // null or the address of the next definition after this object.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, c"sigaction".as_ptr()) } as usize;
+    REAL_SIGACTION.store(p, Ordering::Release);
     let real = real_sigaction().map_err(|e| HandlerError::Symbol("sigaction", e))?;
     let mut locked = lock();
     if ACTIVE.load(Ordering::Acquire) {
         return Ok(());
     }
+    let plain = our_action(None);
     for (slot, &sig) in CRASH_SIGNALS.iter().enumerate() {
         // SAFETY: all-zero is a valid sigaction to receive the old one.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: query only; `old` is a live out-pointer.
-        if unsafe { real(sig, std::ptr::null(), &mut old) } != 0 {
+        WISH[slot].store(WISH_PENDING, Ordering::Release);
+        // SAFETY: `plain` is a valid sigaction; `old` a live out-pointer.
+        if unsafe { real(sig, &plain, &mut old) } != 0 {
+            let source = io::Error::last_os_error();
+            // Refused: the kernel keeps what it had, unknown to us.
+            WISH[slot].store(WISH_DFL, Ordering::Release);
             return Err(HandlerError::Sigaction {
                 signal: sig,
-                source: io::Error::last_os_error(),
+                source,
             });
         }
         publish(slot, &old);
         locked.guard[slot] = Some(old);
-        install_ours(real, sig, Some(&old)).map_err(|source| HandlerError::Sigaction {
-            signal: sig,
-            source,
-        })?;
+        if is_handler(old.sa_sigaction) {
+            install_ours(real, sig, Some(&old)).map_err(|source| HandlerError::Sigaction {
+                signal: sig,
+                source,
+            })?;
+        }
         if slot == 0 {
             let mut k = KernelSigaction::default();
             // SAFETY: query only; `k` is a live out-pointer in the kernel's

@@ -3,8 +3,10 @@
 //! (`coroner::install()`) is this crate, `coroner_runtime::install()`;
 //! `libcoroner.so` (crate `coroner-preload`) is a thin C ABI over it.
 //!
-//! [`install`] loads the configuration, precomputes everything the crash
-//! path needs, and puts `SA_SIGINFO|SA_ONSTACK` handlers in for SIGSEGV,
+//! [`install`] reads the configuration's compiled plan (parsing the TOML
+//! only when the plan is missing or stale; see the module `start`),
+//! precomputes everything the crash path needs without allocating, and
+//! puts `SA_SIGINFO|SA_ONSTACK` handlers in for SIGSEGV,
 //! SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP and SIGSYS, with a guard-paged
 //! alternate stack for the calling thread. On a crash that would kill the
 //! process the handler launches the AeDebug debugger against the live
@@ -45,9 +47,11 @@
 //! over again before the fault repeats.
 
 mod altstack;
+mod bytes;
 mod crash;
 mod dispositions;
 mod plan;
+mod start;
 
 pub use altstack::ALT_STACK_SIZE;
 pub use crash::{Reason, CRASH_SIGNALS};
@@ -96,60 +100,71 @@ pub fn install_preloaded() -> Result<(), InstallError> {
     install_with(false)
 }
 
+/// How far [`install`] got; its lock is the install lock.
+struct Installed {
+    /// The crash plan is published (it is built once, even if the handlers
+    /// then fail and `install` is called again).
+    plan: bool,
+    /// Everything is in.
+    done: bool,
+}
+
 fn install_with(panic_hook: bool) -> Result<(), InstallError> {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
+    static STATE: Mutex<Installed> = Mutex::new(Installed {
+        plan: false,
+        done: false,
+    });
+    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    if state.done {
         return Ok(());
     }
-    let report_fd = plan::report_fd();
-    let mut sources = coroner_config::Sources::from_environment();
-    // The configuration would look for the default dumper on PATH, a stat
-    // per directory; the crash-time child does that instead (plan.rs).
-    let search_path = sources.search_path.take();
-    let is_32bit = cfg!(target_pointer_width = "32");
-    let loaded = if plan::no_config_file(&sources) {
-        Ok(None)
-    } else {
-        coroner_config::load(&sources).map(Some)
-    };
-    let (plan, config_error) = match loaded {
-        Ok(None) => {
-            let none = coroner_config::Config::default();
-            let eff = none.effective("", is_32bit);
-            (
-                plan::plan_from("", &eff, search_path.as_deref(), report_fd),
-                None,
-            )
-        }
-        Ok(Some(loaded)) => {
-            // Reading /proc/self/exe costs every process start ~10 µs; only
-            // per-executable settings and the auto = 0 question need it.
-            let exe = if plan::needs_exe_name(&loaded.config, is_32bit) {
-                plan::exe_name()
-            } else {
-                String::new()
-            };
-            let eff = loaded.config.effective(&exe, is_32bit);
-            (
-                plan::plan_from(&exe, &eff, search_path.as_deref(), report_fd),
-                None,
-            )
-        }
-        // No debugger: the name is never shown.
-        Err(e) => (plan::empty_plan("", report_fd), Some(e)),
-    };
-    crash::PLAN.store(Box::into_raw(Box::new(plan)), Ordering::Release);
-    let stack = altstack::give_current_thread();
+    let mut config_error = None;
+    if !state.plan {
+        // SAFETY: STATE's lock is the install lock: one Arena at a time.
+        let mut arena = unsafe { plan::Arena::new() };
+        // SAFETY: getauxval reads the process's own auxiliary vector.
+        let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+        // SAFETY: the environment is only read until `facts` and the quick
+        // path are done with it, below, under the install lock; PATH is
+        // copied into the arena when the plan keeps it.
+        let env = unsafe { start::Env::from_environ() };
+        let facts = plan::Facts {
+            path: env.path.filter(|_| !secure),
+            report_fd: start::report_fd(&env, secure),
+        };
+        let plan = match start::quick(&env, secure, &mut arena) {
+            start::Quick::Nothing => plan::empty_plan(facts.report_fd),
+            start::Quick::Plan(bytes) => match coroner_config::plan::PlanView::parse(bytes) {
+                Some(view) => plan::plan_from_view(&view, &facts, &mut arena),
+                None => plan::empty_plan(facts.report_fd),
+            },
+            start::Quick::Full { store } => {
+                let (plan, e) = start::full(store, secure, &facts, &mut arena);
+                config_error = e;
+                plan
+            }
+        };
+        crash::publish_plan(plan);
+        state.plan = true;
+    }
+    let stack = altstack::give_main_thread();
     dispositions::install_handlers().map_err(InstallError::Handlers)?;
     if panic_hook {
         set_panic_hook();
     }
-    *done = true;
+    state.done = true;
     if let Some(e) = config_error {
         return Err(InstallError::Config(e));
     }
     stack.map(|_| ()).map_err(InstallError::AltStack)
+}
+
+/// Serialises unit tests that use the start-up arena (`install` holds its
+/// own lock for that).
+#[cfg(test)]
+pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Notes that a panic happened, then runs the previous hook. The crash path

@@ -1,244 +1,212 @@
-//! Start-up (not the crash path): turn the configuration into the
-//! [`Plan`] the crash path reads — argv pieces, where the spawned child
-//! finds each program, the dumper command line, timeouts, the report fd.
-//! Allocation is fine here; every syscall is paid by every process start
-//! (the library is preloaded everywhere), so file lookups that only a crash
-//! needs are left to the crash-time child ([`Program`]).
+//! Start-up (not the crash path): turn a compiled plan
+//! (`coroner_config::plan`) into the [`Plan`] the crash path reads — argv
+//! pieces, where the spawned child finds each program, the dumper command
+//! line, timeouts, the report fd.
+//!
+//! Every process start pays for what happens here (the library is
+//! preloaded everywhere), so it allocates nothing: the bytes the plan
+//! points into are carved from one static [`Arena`], which costs only the
+//! pages actually written. File lookups that only a crash needs are left
+//! to the crash-time child ([`Program`]); the executable's name is read
+//! only when a setting depends on it.
 
-use crate::crash::{Cmd, Piece, Plan, Program};
-use coroner_config::{DebuggerTemplate, Effective};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::time::Duration;
+use crate::crash::{Cmd, Plan, Program};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use coroner_config::plan::{
+    put_cmd_header, put_lit_word, put_piece, put_word_header, CmdRef, PieceRef, PlanView, Sink,
+};
+use coroner_config::DumpLevel;
 
 /// Environment variable naming the inherited fd the report line goes to
 /// (ignored in `AT_SECURE` processes).
 pub const ENV_RUN_FD: &str = "CORONER_RUN_FD";
 
-/// Basename of `/proc/self/exe` (without a ` (deleted)` suffix).
-pub(crate) fn exe_name() -> String {
-    let path = std::fs::read_link("/proc/self/exe").unwrap_or_default();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    name.strip_suffix(" (deleted)")
-        .map(str::to_owned)
-        .unwrap_or(name)
-}
+const ARENA_SIZE: usize = 32 * 1024;
 
-/// Whether the executable's name changes anything for `config`: an
-/// `exclude` list or `[localdumps.apps]` to match it against, or an
-/// `auto = 0` question that shows it. Otherwise [`exe_name`] is not read.
-pub(crate) fn needs_exe_name(config: &coroner_config::Config, is_32bit: bool) -> bool {
-    let ae = match (&config.aedebug_i386, is_32bit) {
-        (Some(i386), true) => i386,
-        _ => &config.aedebug,
-    };
-    let asks = !ae.auto && ae.debugger.as_ref().is_some_and(|d| !d.is_empty());
-    asks || !ae.exclude.is_empty()
-        || config
-            .localdumps
-            .as_ref()
-            .is_some_and(|ld| !ld.apps.is_empty())
-}
+/// The bytes published plans point into: a static buffer, handed out once
+/// and never reused, so a published `&'static [u8]` never changes.
+/// Page-aligned: a typical plan, its dumper command and `PATH` fit in the
+/// first page, one page fault.
+#[repr(C, align(4096))]
+struct ArenaBytes(UnsafeCell<[u8; ARENA_SIZE]>);
 
-/// Whether `sources` names no file that exists, so that loading would give
-/// the default configuration: no override, no notes, and neither the system
-/// nor the user file there (an `lstat` each, raw: std's `metadata` costs a
-/// process start more than the call itself). Anything present, even a
-/// dangling link, is left to `coroner_config::load` to judge.
-pub(crate) fn no_config_file(sources: &coroner_config::Sources) -> bool {
-    sources.env_override.is_none()
-        && sources.notes.is_empty()
-        && absent(&sources.system)
-        && sources.user.as_deref().is_none_or(absent)
-}
+// SAFETY: regions are handed out by `Arena` under the install lock, each
+// once (the offset only grows), and are only read once handed out.
+unsafe impl Sync for ArenaBytes {}
 
-/// `lstat(path)` fails with `ENOENT` or `ENOTDIR`.
-fn absent(path: &Path) -> bool {
-    let bytes = path.as_os_str().as_bytes();
-    let mut buf = [0u8; 4096];
-    let Some(c) = buf.get_mut(..=bytes.len()) else {
-        return false;
-    };
-    c[..bytes.len()].copy_from_slice(bytes);
-    c[bytes.len()] = 0;
-    if bytes.contains(&0) {
-        return false;
+static ARENA_BYTES: ArenaBytes = ArenaBytes(UnsafeCell::new([0; ARENA_SIZE]));
+/// Bytes of [`ARENA_BYTES`] handed out so far.
+static ARENA_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// Hands out the arena's free space. Only `install` makes one, under its
+/// lock, so there is never a second.
+pub(crate) struct Arena(());
+
+impl Arena {
+    /// # Safety
+    /// The caller holds the install lock (one `Arena` at a time).
+    pub(crate) unsafe fn new() -> Arena {
+        Arena(())
     }
-    // SAFETY: all-zero is a valid `stat` to be overwritten.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path in `buf`; `st` is a live
-    // out-pointer.
-    let r = unsafe {
-        libc::fstatat(
-            libc::AT_FDCWD,
-            c.as_ptr().cast(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    // SAFETY: this thread's errno slot.
-    r != 0
-        && matches!(
-            unsafe { *libc::__errno_location() },
-            libc::ENOENT | libc::ENOTDIR
-        )
-}
 
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn lit(bytes: &[u8]) -> Vec<Piece> {
-    vec![Piece::Lit(bytes.to_vec().into_boxed_slice())]
-}
-
-/// Where the child finds `program`: as written when it has a `/` (execve
-/// does no `PATH` search) or there is no `PATH` (a secure process), else on
-/// `search_path`, at crash time.
-fn lookup(program: &[u8], search_path: Option<&OsStr>) -> Vec<Program> {
-    match search_path {
-        Some(sp) if !program.contains(&b'/') => vec![Program::Search {
-            name: program.into(),
-            path: sp.as_bytes().into(),
-        }],
-        _ => vec![Program::AsIs],
+    /// The free space, to write into before [`Arena::keep`] claims a prefix.
+    pub(crate) fn free(&mut self) -> &mut [u8] {
+        let used = ARENA_USED.load(Ordering::Relaxed).min(ARENA_SIZE);
+        let base = ARENA_BYTES.0.get().cast::<u8>();
+        // SAFETY: bytes from `used` on are inside the static and were never
+        // handed out, and `&mut self` (one Arena, under the install lock)
+        // makes this the only access to them; no reference to the whole
+        // array is made, so the kept regions are not touched.
+        unsafe { core::slice::from_raw_parts_mut(base.add(used), ARENA_SIZE - used) }
     }
-}
 
-/// The debugger command: the template's words; its program is looked up
-/// on `search_path` by the child when it is a bare name.
-pub(crate) fn debugger_cmd(template: &DebuggerTemplate, search_path: Option<&OsStr>) -> Cmd {
-    let words: Vec<Vec<Piece>> = template
-        .words()
-        .iter()
-        .map(|w| {
-            w.iter()
-                .map(|p| match p {
-                    coroner_config::Piece::Lit(s) => Piece::Lit(s.as_bytes().into()),
-                    coroner_config::Piece::Pid => Piece::Pid,
-                    coroner_config::Piece::Event => Piece::Event,
-                    coroner_config::Piece::JitAddr => Piece::JitAddr,
-                })
-                .collect()
-        })
-        .collect();
-    let programs = template
-        .program()
-        .map_or_else(Vec::new, |p| lookup(p.as_bytes(), search_path));
-    Cmd { words, programs }
-}
-
-/// `<dumper> dump --jit-outcome=<o> --jit-reason=<r> [--jit-note=<msg>]
-/// -accepteula <level options> -j <folder> %ld %ld %p`. The first three
-/// words are filled in at crash time: what the debugger step came to (a
-/// `coroner_store::JitOutcome` spelling), the report's reason, and the
-/// FailFast message when there is one; `coroner dump` takes them only as
-/// its first words. `programs` says where the child finds `dumper`.
-pub(crate) fn dumper_cmd(
-    dumper: &[u8],
-    programs: Vec<Program>,
-    level: &[&str],
-    folder: &Path,
-) -> Cmd {
-    let word = |prefix: &[u8], piece: Piece| vec![Piece::Lit(prefix.into()), piece];
-    let mut words = vec![
-        lit(dumper),
-        lit(b"dump"),
-        word(b"--jit-outcome=", Piece::Outcome),
-        word(b"--jit-reason=", Piece::Reason),
-        word(b"--jit-note=", Piece::Note),
-        lit(b"-accepteula"),
-    ];
-    words.extend(level.iter().map(|a| lit(a.as_bytes())));
-    words.push(lit(b"-j"));
-    words.push(lit(folder.as_os_str().as_bytes()));
-    words.push(vec![Piece::Pid]);
-    words.push(vec![Piece::Event]);
-    words.push(vec![Piece::JitAddr]);
-    Cmd { words, programs }
-}
-
-/// Where the child finds the dumper when the configuration names none:
-/// `coroner` on `PATH`, else beside this library (or the executable that
-/// links the runtime; through a symbolic link too, as `coroner run`'s
-/// preload tree has), else beside `/proc/self/exe`.
-pub(crate) fn default_dumper(search_path: Option<&OsStr>) -> Vec<Program> {
-    let name: Box<[u8]> = b"coroner"[..].into();
-    let mut programs = Vec::new();
-    if let Some(sp) = search_path {
-        programs.push(Program::Search {
-            name: name.clone(),
-            path: sp.as_bytes().into(),
-        });
+    /// Claims the first `n` bytes of the free space, as they were written.
+    pub(crate) fn keep(&mut self, n: usize) -> &'static [u8] {
+        let used = ARENA_USED.load(Ordering::Relaxed).min(ARENA_SIZE);
+        let n = n.min(ARENA_SIZE - used);
+        ARENA_USED.store(used + n, Ordering::Relaxed);
+        let base = ARENA_BYTES.0.get().cast::<u8>();
+        // SAFETY: `used + n` is within the static; these bytes are now out
+        // of the free space for good and never written again, so a shared
+        // 'static borrow of them is sound.
+        unsafe { core::slice::from_raw_parts(base.add(used), n) }
     }
-    if let Some(object) = own_object_path() {
-        programs.push(Program::Beside {
-            object,
-            name: name.clone(),
-        });
-    }
-    programs.push(Program::Beside {
-        object: b"/proc/self/exe"[..].into(),
-        name,
-    });
-    programs
-}
 
-/// The path the loader gave the ELF object this code is in (libcoroner.so
-/// when preloaded). `dladdr` reads the loader's tables: no syscall.
-fn own_object_path() -> Option<Box<[u8]>> {
-    // SAFETY: all-zero is a valid Dl_info (pointers null).
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr reads the loader's tables for an address inside this
-    // object and fills `info`, a live struct.
-    let ok = unsafe { libc::dladdr(own_object_path as *const libc::c_void, &mut info) };
-    if ok == 0 || info.dli_fname.is_null() {
-        return None;
+    /// `parts` joined and NUL-terminated, kept; `None` when a part holds a
+    /// NUL or it does not fit (the caller then takes the slow way).
+    pub(crate) fn path(&mut self, parts: &[&[u8]]) -> Option<&'static core::ffi::CStr> {
+        let free = crate::bytes::as_uninit(self.free());
+        let len = crate::start::join(free, parts)?.to_bytes_with_nul().len();
+        let kept = self.keep(len);
+        // SAFETY: `join` just wrote these bytes: the parts, which have no
+        // NUL, and one NUL at the end.
+        Some(unsafe { core::ffi::CStr::from_bytes_with_nul_unchecked(kept) })
     }
-    // SAFETY: dli_fname is a NUL-terminated string owned by the loader, valid
-    // while the object stays loaded (for the process's lifetime here).
-    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    Some(name.to_bytes().into())
-}
 
-/// The plan for this executable from its effective settings.
-pub(crate) fn plan_from(
-    exe: &str,
-    eff: &Effective<'_>,
-    search_path: Option<&OsStr>,
-    report_fd: libc::c_int,
-) -> Plan {
-    let dumper = eff.localdumps.as_ref().map(|ld| {
-        let (program, programs) = match ld.dumper {
-            Some(p) => (
-                p.as_os_str().as_bytes(),
-                lookup(p.as_os_str().as_bytes(), search_path),
-            ),
-            None => (&b"coroner"[..], default_dumper(search_path)),
+    /// `bytes` kept for the life of the process: copied into the arena, or,
+    /// when it is full (a very large configuration or `PATH`), leaked from
+    /// the heap.
+    pub(crate) fn copy(&mut self, bytes: &[u8]) -> &'static [u8] {
+        match self.free().get_mut(..bytes.len()) {
+            Some(dst) => {
+                crate::bytes::copy(dst, bytes);
+                self.keep(bytes.len())
+            }
+            None => Box::leak(bytes.to_vec().into_boxed_slice()),
+        }
+    }
+
+    /// Encodes with `fill` into the free space and keeps the result; when
+    /// it does not fit, encodes again into a leaked heap buffer.
+    fn encode(&mut self, fill: impl Fn(&mut dyn Sink)) -> &'static [u8] {
+        let mut sink = ArenaSink {
+            buf: self.free(),
+            len: 0,
         };
-        dumper_cmd(program, programs, ld.level.dump_args(), ld.folder)
-    });
-    Plan {
-        exe_name: exe.as_bytes().into(),
-        debugger: eff.debugger.map(|t| debugger_cmd(t, search_path)),
-        auto: eff.auto,
-        excluded: eff.excluded,
-        debugger_timeout_ms: millis(eff.timeout),
-        dump_timeout_ms: eff.localdumps.as_ref().map_or(0, |ld| millis(ld.timeout)),
-        dumper,
-        report_fd,
+        fill(&mut sink);
+        if sink.len <= sink.buf.len() {
+            let n = sink.len;
+            return self.keep(n);
+        }
+        let mut v = Vec::with_capacity(sink.len);
+        fill(&mut v);
+        Box::leak(v.into_boxed_slice())
     }
 }
 
-/// A plan that does nothing but report (used when the configuration could
-/// not be loaded).
-pub(crate) fn empty_plan(exe: &str, report_fd: libc::c_int) -> Plan {
+/// A [`Sink`] over the arena's free space that counts what did not fit
+/// (copying with [`crate::bytes::copy`]).
+struct ArenaSink<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Sink for ArenaSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        if let Some(dst) = self.buf.get_mut(self.len..end) {
+            crate::bytes::copy(dst, bytes);
+        }
+        self.len = end;
+    }
+}
+
+/// What a process contributes to its plan besides the configuration.
+pub(crate) struct Facts<'a> {
+    /// `PATH` (none in a secure process), for bare program names.
+    pub path: Option<&'a [u8]>,
+    /// The report descriptor, or -1.
+    pub report_fd: libc::c_int,
+}
+
+/// The plan for this process: `view`'s settings for its executable and
+/// pointer width, with the program lookups and the dumper command line
+/// prepared. `view` must live in the arena or be leaked (the debugger's
+/// words are used in place).
+pub(crate) fn plan_from_view(
+    view: &PlanView<'static>,
+    facts: &Facts<'_>,
+    arena: &mut Arena,
+) -> Plan {
+    let is_32bit = cfg!(target_pointer_width = "32");
+    let ae = view.aedebug_for(is_32bit);
+    let asks = !ae.auto && ae.debugger.is_some();
+    let needs_exe =
+        asks || ae.has_exclusions() || view.localdumps.as_ref().is_some_and(|ld| ld.has_apps());
+    // Reading /proc/self/exe costs every process start ~10 µs; only
+    // per-executable settings and the auto = 0 question need it.
+    let exe: &'static [u8] = if needs_exe { exe_name(arena) } else { &[] };
+    let mut path: Option<&'static [u8]> = None;
+    let mut path_of = |arena: &mut Arena| -> Option<&'static [u8]> {
+        if path.is_none() {
+            path = facts.path.map(|p| arena.copy(p));
+        }
+        path
+    };
+    let debugger = ae.debugger.map(|words| {
+        let mut programs = [Program::AsIs; 1];
+        let n = match words.program() {
+            Some(p) => {
+                programs[0] = lookup(p, p.contains(&b'/'), || path_of(arena));
+                1
+            }
+            None => 0,
+        };
+        Cmd::new(words, &programs[..n])
+    });
+    let dumper = view.localdumps.as_ref().map(|ld| {
+        let (folder, level) = ld.for_exe(exe);
+        let (program, programs, n): (&'static [u8], [Program; 3], usize) = match ld.dumper {
+            Some(p) => {
+                let one = lookup(p, p.contains(&b'/'), || path_of(arena));
+                (p, [one, Program::AsIs, Program::AsIs], 1)
+            }
+            None => {
+                let (list, n) = default_dumper(path_of(arena));
+                (b"coroner", list, n)
+            }
+        };
+        let words = dumper_cmd(program, level, folder, arena);
+        Cmd::new(words, &programs[..n])
+    });
     Plan {
-        exe_name: exe.as_bytes().into(),
+        exe_name: exe,
+        debugger,
+        auto: ae.auto,
+        excluded: ae.excluded(exe),
+        debugger_timeout_ms: ae.timeout_ms,
+        dumper,
+        dump_timeout_ms: view.localdumps.as_ref().map_or(0, |ld| ld.timeout_ms),
+        report_fd: facts.report_fd,
+    }
+}
+
+/// A plan that does nothing but report: no configuration file, or one
+/// that could not be loaded.
+pub(crate) fn empty_plan(report_fd: libc::c_int) -> Plan {
+    Plan {
+        exe_name: &[],
         debugger: None,
         auto: true,
         excluded: false,
@@ -249,53 +217,189 @@ pub(crate) fn empty_plan(exe: &str, report_fd: libc::c_int) -> Plan {
     }
 }
 
-/// `CORONER_RUN_FD` (unless `AT_SECURE`), duplicated to a private
-/// close-on-exec descriptor so the program closing or reusing the number
-/// cannot redirect the report; -1 when unset, invalid or not open.
-pub(crate) fn report_fd() -> libc::c_int {
-    if coroner_sys::at_secure() {
-        return -1;
+/// Where the child finds `program`: as written when it has a `/` (execve
+/// does no `PATH` search) or there is no `PATH` (a secure process), else on
+/// `PATH`, at crash time.
+fn lookup(
+    program: &'static [u8],
+    has_slash: bool,
+    path: impl FnOnce() -> Option<&'static [u8]>,
+) -> Program {
+    if has_slash {
+        return Program::AsIs;
     }
-    let Some(fd) = std::env::var(ENV_RUN_FD)
-        .ok()
-        .and_then(|v| v.trim().parse::<libc::c_int>().ok())
-        .filter(|fd| *fd >= 0)
-    else {
-        return -1;
+    match path() {
+        Some(path) => Program::Search {
+            name: program,
+            path,
+        },
+        None => Program::AsIs,
+    }
+}
+
+/// `<dumper> dump --jit-outcome=<o> --jit-reason=<r> [--jit-note=<msg>]
+/// -accepteula <level options> -j <folder> %ld %ld %p`. The outcome,
+/// reason and note are filled in at crash time: what the debugger step came
+/// to (a `coroner_store::JitOutcome` spelling), the report's reason, and
+/// the FailFast message when there is one (its word is left out
+/// otherwise); `coroner dump` takes them only as its first words.
+pub(crate) fn dumper_cmd(
+    dumper: &[u8],
+    level: DumpLevel,
+    folder: &[u8],
+    arena: &mut Arena,
+) -> CmdRef<'static> {
+    let bytes = arena.encode(|s: &mut dyn Sink| {
+        let args = level.dump_args();
+        put_cmd_header(s, 11 + args.len() as u32);
+        put_lit_word(s, dumper);
+        put_lit_word(s, b"dump");
+        for (prefix, piece) in [
+            (&b"--jit-outcome="[..], PieceRef::Outcome),
+            (b"--jit-reason=", PieceRef::Reason),
+            (b"--jit-note=", PieceRef::Note),
+        ] {
+            put_word_header(s, 2);
+            put_piece(s, PieceRef::Lit(prefix));
+            put_piece(s, piece);
+        }
+        put_lit_word(s, b"-accepteula");
+        for a in args {
+            put_lit_word(s, a.as_bytes());
+        }
+        put_lit_word(s, b"-j");
+        put_lit_word(s, folder);
+        for p in [PieceRef::Pid, PieceRef::Event, PieceRef::JitAddr] {
+            put_word_header(s, 1);
+            put_piece(s, p);
+        }
+    });
+    // The encoder above is the format's own, so this parses to the end;
+    // were it not to, the empty command fails to spawn and the report says
+    // so.
+    match CmdRef::parse(bytes, true) {
+        Some((cmd, [])) => cmd,
+        _ => CmdRef::EMPTY,
+    }
+}
+
+/// Where the child finds the dumper when the configuration names none:
+/// `coroner` on `PATH`, else beside this library (or the executable that
+/// links the runtime; through a symbolic link too, as `coroner run`'s
+/// preload tree has), else beside `/proc/self/exe`.
+pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; 3], usize) {
+    let name: &'static [u8] = b"coroner";
+    let mut programs = [Program::AsIs; 3];
+    let mut n = 0;
+    if let Some(path) = path {
+        programs[n] = Program::Search { name, path };
+        n += 1;
+    }
+    if let Some(object) = own_object_path() {
+        programs[n] = Program::Beside { object, name };
+        n += 1;
+    }
+    programs[n] = Program::Beside {
+        object: b"/proc/self/exe",
+        name,
     };
-    // SAFETY: F_DUPFD_CLOEXEC on a caller-named descriptor number; fails
-    // with EBADF if it is not open, touching no memory.
-    unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64) }
+    (programs, n + 1)
+}
+
+/// The path the loader gave the ELF object this code is in (libcoroner.so
+/// when preloaded). `dladdr` reads the loader's tables: no syscall, and
+/// the string is the loader's, valid while the object stays loaded (for
+/// the life of the process here).
+fn own_object_path() -> Option<&'static [u8]> {
+    // SAFETY: all-zero is a valid Dl_info (pointers null).
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: dladdr reads the loader's tables for an address inside this
+    // object and fills `info`, a live struct.
+    let ok = unsafe { libc::dladdr(own_object_path as *const libc::c_void, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader,
+    // valid while this object is loaded, which is until the process ends.
+    Some(unsafe { crate::bytes::c_prefix(info.dli_fname.cast(), 0) })
+}
+
+/// Basename of `/proc/self/exe` without a ` (deleted)` suffix, kept in the
+/// arena (empty when unreadable). The link is read straight into the
+/// arena (a 4 KiB stack buffer would be probed, page by page).
+pub(crate) fn exe_name(arena: &mut Arena) -> &'static [u8] {
+    let free = arena.free();
+    // SAFETY: readlink writes at most `free.len()` bytes into `free`; the
+    // path is a NUL-terminated literal.
+    let n = unsafe {
+        libc::readlink(
+            c"/proc/self/exe".as_ptr(),
+            free.as_mut_ptr().cast(),
+            free.len(),
+        )
+    };
+    if n <= 0 || n as usize >= free.len() {
+        return &[];
+    }
+    basename(arena.keep(n as usize))
+}
+
+/// The last component of an absolute path (as `/proc/self/exe` links to),
+/// with the kernel's ` (deleted)` suffix taken off.
+pub(crate) fn basename(path: &[u8]) -> &[u8] {
+    let name = match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    };
+    name.strip_suffix(b" (deleted)").unwrap_or(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coroner_config::DumpLevel;
+    use coroner_config::plan::{encode, Role, Stamp};
+    use std::path::Path;
 
     fn words(cmd: &Cmd) -> Vec<String> {
         cmd.words
-            .iter()
+            .words()
             .map(|w| {
-                w.iter()
+                w.pieces()
                     .map(|p| match p {
-                        Piece::Lit(b) => String::from_utf8_lossy(b).into_owned(),
-                        Piece::Pid => "<pid>".into(),
-                        Piece::Event => "<event>".into(),
-                        Piece::JitAddr => "<addr>".into(),
-                        Piece::Outcome => "<outcome>".into(),
-                        Piece::Reason => "<reason>".into(),
-                        Piece::Note => "<note>".into(),
+                        PieceRef::Lit(b) => String::from_utf8_lossy(b).into_owned(),
+                        PieceRef::Pid => "<pid>".into(),
+                        PieceRef::Event => "<event>".into(),
+                        PieceRef::JitAddr => "<addr>".into(),
+                        PieceRef::Outcome => "<outcome>".into(),
+                        PieceRef::Reason => "<reason>".into(),
+                        PieceRef::Note => "<note>".into(),
                     })
                     .collect::<String>()
             })
             .collect()
     }
 
+    /// The plan for `text` as a process with `PATH` = `path` builds it.
+    fn plan_for(text: &str, path: Option<&'static str>, report_fd: i32) -> Plan {
+        let config = coroner_config::parse_str(text, Path::new("t.toml")).unwrap();
+        let bytes = encode(&config, &[Stamp::of(Role::System, text.as_bytes())]);
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let view = PlanView::parse(bytes).unwrap();
+        let _lock = crate::test_lock();
+        // SAFETY: the test lock stands for the install lock.
+        let mut arena = unsafe { Arena::new() };
+        let facts = Facts {
+            path: path.map(str::as_bytes),
+            report_fd,
+        };
+        plan_from_view(&view, &facts, &mut arena)
+    }
+
     #[test]
     fn bare_programs_are_looked_up_on_path_by_the_child() {
-        let t = DebuggerTemplate::parse("mydbg -p %ld -e %ld -c \".jdinfo 0x%p\"").unwrap();
-        let cmd = debugger_cmd(&t, Some(OsStr::new("/a:/b")));
+        let t = "[aedebug]\ndebugger = \"mydbg -p %ld -e %ld -c \\\".jdinfo 0x%p\\\"\"\n";
+        let plan = plan_for(t, Some("/a:/b"), -1);
+        let cmd = plan.debugger.unwrap();
         assert_eq!(
             words(&cmd),
             [
@@ -309,43 +413,61 @@ mod tests {
             ]
         );
         assert_eq!(
-            cmd.programs,
+            cmd.programs(),
             [Program::Search {
-                name: b"mydbg"[..].into(),
-                path: b"/a:/b"[..].into()
+                name: b"mydbg",
+                path: b"/a:/b"
             }]
         );
         // No PATH (a secure process): as written.
-        assert_eq!(debugger_cmd(&t, None).programs, [Program::AsIs]);
+        let plan = plan_for(t, None, -1);
+        assert_eq!(plan.debugger.unwrap().programs(), [Program::AsIs]);
         // A path is never searched.
-        let t = DebuggerTemplate::parse("./x %ld").unwrap();
-        assert_eq!(
-            debugger_cmd(&t, Some(OsStr::new("/a"))).programs,
-            [Program::AsIs]
-        );
+        let plan = plan_for("[aedebug]\ndebugger = \"./x %ld\"\n", Some("/a"), -1);
+        assert_eq!(plan.debugger.unwrap().programs(), [Program::AsIs]);
+        // A first word that is not plain text: words[0] as it stands.
+        let plan = plan_for("[aedebug]\ndebugger = \"x%ld\"\n", Some("/a"), -1);
+        assert!(plan.debugger.unwrap().programs().is_empty());
     }
 
     #[test]
     fn the_default_dumper_is_found_at_crash_time() {
-        let p = default_dumper(Some(OsStr::new("/bin")));
-        assert!(matches!(&p[0], Program::Search { name, .. } if &**name == b"coroner"));
+        let plan = plan_for("[localdumps]\nfolder = \"/d\"\n", Some("/bin"), -1);
+        let cmd = plan.dumper.unwrap();
+        let p = cmd.programs();
+        assert!(matches!(
+            p[0],
+            Program::Search {
+                name: b"coroner",
+                path: b"/bin"
+            }
+        ));
         // The test binary links the runtime: its own path, then /proc/self/exe.
         let me = std::env::current_exe().unwrap();
         assert!(
-            matches!(&p[1], Program::Beside { object, .. } if Path::new(OsStr::from_bytes(object)) == me),
+            matches!(p[1], Program::Beside { object, .. } if Path::new(std::ffi::OsStr::from_bytes(object)) == me),
             "{p:?}"
         );
-        assert!(matches!(&p[2], Program::Beside { object, .. } if &**object == b"/proc/self/exe"));
+        assert!(matches!(
+            p[2],
+            Program::Beside {
+                object: b"/proc/self/exe",
+                ..
+            }
+        ));
+        assert_eq!(words(&cmd)[0], "coroner");
     }
+
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn dumper_command_line() {
-        let cmd = dumper_cmd(
-            b"/opt/coroner",
-            vec![Program::AsIs],
-            DumpLevel::Full.dump_args(),
-            Path::new("/var/crash x"),
+        let plan = plan_for(
+            "[localdumps]\nfolder = \"/var/crash x\"\ntype = \"full\"\ndumper = \"/opt/coroner\"\n",
+            Some("/bin"),
+            -1,
         );
+        let cmd = plan.dumper.unwrap();
         assert_eq!(
             words(&cmd),
             [
@@ -363,87 +485,76 @@ mod tests {
                 "<addr>"
             ]
         );
-    }
-
-    #[test]
-    fn the_executable_name_is_read_only_when_it_matters() {
-        let needs = |text: &str, is_32bit: bool| {
-            let c = coroner_config::parse_str(text, Path::new("t.toml")).unwrap();
-            needs_exe_name(&c, is_32bit)
-        };
-        assert!(!needs("", false));
-        assert!(!needs(
-            "[aedebug]\ndebugger = \"/bin/dbg %ld\"\n[localdumps]\nfolder = \"/tmp\"\n",
-            false
-        ));
-        assert!(needs("[aedebug]\nexclude = [\"x\"]\n", false));
-        assert!(needs(
-            "[aedebug]\ndebugger = \"/bin/dbg %ld\"\nauto = 0\n",
-            false
-        ));
-        assert!(
-            !needs("[aedebug]\nauto = 0\n", false),
-            "no debugger: nothing to ask"
+        assert_eq!(cmd.programs(), [Program::AsIs]);
+        let plan = plan_for(
+            "[localdumps]\ntype = \"core\"\ndumper = \"/usr/bin/coroner\"\n",
+            Some("/usr/bin"),
+            -1,
         );
-        assert!(needs(
-            "[localdumps]\nfolder = \"/tmp\"\n[localdumps.apps.x]\ncount = 1\n",
-            false
-        ));
-        let i386 = "[aedebug]\nexclude = [\"x\"]\n[aedebug.i386]\ndebugger = \"/bin/dbg32 %ld\"\n";
-        assert!(needs(i386, false));
-        assert!(
-            needs(i386, true),
-            "{i386}: the i386 key falls back to [aedebug]'s exclude?"
-        );
-    }
-
-    #[test]
-    fn no_config_file_means_what_load_gives_for_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sources =
-            coroner_config::Sources::system_only(Some(&dir.path().join("none.toml")), 0);
-        sources.user = Some(dir.path().join("nodir/coroner.toml"));
-        assert!(no_config_file(&sources));
-        // What install would have built by loading: the default.
-        let loaded = coroner_config::load(&sources).unwrap();
-        assert_eq!(loaded.config, coroner_config::Config::default());
-        assert!(loaded.warnings.is_empty());
-        // Anything there (a dangling link too) is for load to judge.
-        std::os::unix::fs::symlink("/nonexistent", dir.path().join("none.toml")).unwrap();
-        assert!(!no_config_file(&sources));
-        let mut over = coroner_config::Sources::system_only(Some(&dir.path().join("x")), 0);
-        over.env_override = Some(dir.path().join("x"));
-        assert!(
-            !no_config_file(&over),
-            "a missing override is an error load reports"
-        );
+        let cmd = plan.dumper.unwrap();
+        assert_eq!(words(&cmd)[6..9], ["-ma", "--format", "core"]);
+        assert_eq!(cmd.programs(), [Program::AsIs]);
     }
 
     #[test]
     fn plan_follows_effective_settings() {
-        let config = coroner_config::parse_str(
-            "[aedebug]\ndebugger = \"/bin/dbg %ld\"\nauto = 0\nexclude = [\"bad*\"]\ntimeout = 3\n\
-             [localdumps]\nfolder = \"/tmp/d\"\ntype = \"mini-plus\"\ndumper = \"/bin/dumper\"\ntimeout = 7\n",
-            Path::new("test.toml"),
-        )
-        .unwrap();
-        let plan = plan_from("good", &config.effective("good", false), None, 9);
-        assert!(!plan.auto && !plan.excluded);
+        let text = "[aedebug]\ndebugger = \"/bin/dbg %ld\"\nauto = 0\nexclude = [\"bad*\", \"coroner_runtime-*\"]\ntimeout = 3\n\
+             [localdumps]\nfolder = \"/tmp/d\"\ntype = \"mini-plus\"\ndumper = \"/bin/dumper\"\ntimeout = 7\n";
+        let plan = plan_for(text, None, 9);
+        // The test executable is coroner_runtime-<hash>: excluded by name.
+        assert!(
+            plan.excluded,
+            "{:?}",
+            String::from_utf8_lossy(plan.exe_name)
+        );
+        assert!(plan.exe_name.starts_with(b"coroner_runtime-"));
+        assert!(!plan.auto);
         assert_eq!(plan.debugger_timeout_ms, 3000);
         assert_eq!(plan.dump_timeout_ms, 7000);
         assert_eq!(plan.report_fd, 9);
+        assert_eq!(words(&plan.debugger.unwrap()), ["/bin/dbg", "<pid>"]);
         assert_eq!(
-            words(plan.debugger.as_ref().unwrap()),
-            ["/bin/dbg", "<pid>"]
-        );
-        assert_eq!(
-            words(plan.dumper.as_ref().unwrap())[5..8],
+            words(&plan.dumper.unwrap())[5..8],
             ["-accepteula", "-mp", "-j"]
         );
-        let plan = plan_from("badapp", &config.effective("badapp", false), None, -1);
-        assert!(plan.excluded);
-        let none = coroner_config::Config::default();
-        let plan = plan_from("x", &none.effective("x", false), None, -1);
+        let plan = plan_for("[aedebug]\ndebugger = \"/bin/dbg %ld\"\n", None, -1);
+        assert!(!plan.excluded && plan.auto);
+        assert!(plan.exe_name.is_empty(), "not read when nothing needs it");
+        let plan = plan_for("", None, -1);
         assert!(plan.debugger.is_none() && plan.dumper.is_none());
+        // [localdumps.apps.NAME] by this executable's name.
+        let me = std::env::current_exe().unwrap();
+        let me = me.file_name().unwrap().to_str().unwrap();
+        let text = format!(
+            "[localdumps]\nfolder = \"/d\"\n[localdumps.apps.\"{me}\"]\nfolder = \"/mine\"\ntype = \"full\"\n"
+        );
+        let config = coroner_config::parse_str(&text, Path::new("t.toml")).unwrap();
+        let want = config.effective(me, false).localdumps.unwrap();
+        let plan = plan_for(Box::leak(text.into_boxed_str()), None, -1);
+        let w = words(&plan.dumper.unwrap());
+        assert_eq!(w[6], format!("-{}", &want.level.dump_args()[0][1..]));
+        assert_eq!(w[8], want.folder.to_str().unwrap());
+        assert_eq!(w[8], "/mine");
+    }
+
+    #[test]
+    fn basenames_like_path_file_name() {
+        for p in [
+            "/usr/bin/true",
+            "/x",
+            "/a/b (deleted)",
+            "/a/b (deleted) (deleted)",
+        ] {
+            let want = Path::new(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let want = want.strip_suffix(" (deleted)").unwrap_or(&want);
+            assert_eq!(
+                String::from_utf8_lossy(basename(p.as_bytes())),
+                want,
+                "{p:?}"
+            );
+        }
     }
 }
