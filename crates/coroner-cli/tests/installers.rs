@@ -44,6 +44,48 @@ fn dbg_iae_then_dump_u_restores_byte_for_byte() {
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), ORIGINAL);
 }
 
+/// The plan beside `cfg` (what the runtime reads instead of the TOML), if
+/// it was compiled from the file as it is now; its debugger's program.
+fn fresh_plan_debugger(cfg: &Path) -> Option<Option<String>> {
+    use coroner_config::plan::{plan_path, PlanView, Role, Stamp};
+    let plan = std::fs::read(plan_path(cfg)).ok()?;
+    let text = std::fs::read(cfg).ok()?;
+    let view = PlanView::parse(&plan)?;
+    view.compiled_from(&[Stamp::of(Role::Override, &text)])
+        .then(|| {
+            view.aedebug
+                .debugger
+                .and_then(|d| d.program())
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+        })
+}
+
+/// The installers and `config set` recompile the plan, so the first
+/// process after them does not parse the TOML; a file uninstalled down to
+/// nothing takes its plan with it.
+#[test]
+fn installers_and_config_set_keep_the_plan_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("coroner.toml");
+    std::fs::write(&cfg, ORIGINAL).unwrap();
+    coroner_ok(&["dbg", "-I"], &cfg);
+    let me = coroner().canonicalize().unwrap();
+    assert_eq!(
+        fresh_plan_debugger(&cfg),
+        Some(Some(me.display().to_string()))
+    );
+    coroner_ok(&["config", "set", "aedebug.debugger", "lldb -p %ld"], &cfg);
+    assert_eq!(fresh_plan_debugger(&cfg), Some(Some("lldb".into())));
+    coroner_ok(&["dump", "-u"], &cfg);
+    assert_eq!(fresh_plan_debugger(&cfg).map(|_| ()), Some(()));
+    let missing = dir.path().join("new.toml");
+    coroner_ok(&["dump", "-i", dir.path().to_str().unwrap()], &missing);
+    assert!(fresh_plan_debugger(&missing).is_some());
+    coroner_ok(&["dump", "-u"], &missing);
+    assert!(!missing.exists());
+    assert!(!coroner_config::plan::plan_path(&missing).exists());
+}
+
 #[test]
 fn dump_i_on_a_missing_file_and_back() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! `coroner config show [--json]`, `coroner config set KEY VALUE`, and the
 //! installers of the AeDebug entry (`coroner dbg -iae|-iaec K|-I`,
 //! `coroner dump -i|-u`) and of the system-wide preload
-//! (`coroner install|uninstall --jit --system`).
+//! (`coroner install|uninstall --jit --system`). Whatever changes a
+//! configuration file also recompiles its plan for the runtime.
 
 use crate::dump_args::UsageError;
 use anyhow::Context;
@@ -103,6 +104,7 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
             let file = target_file(config);
             coroner_config::set_key(&file, key, value)
                 .with_context(|| format!("setting {key} in {}", file.display()))?;
+            refresh_plan(&file);
             eprintln!("coroner: {key} set in {}", file.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -111,6 +113,33 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
         ))
         .into()),
     }
+}
+
+/// Recompiles the plan the runtime reads instead of `file` (its
+/// `coroner_config::plan`) after `file` changed, so the next process start
+/// does not parse the TOML. `file` as the system file is the system plan
+/// (what processes without a user file, and setuid ones, read); as the
+/// per-user file it is that user's plan over the system file; any other
+/// file is an override (`--config`, `CORONER_CONFIG`) and its plan is its
+/// own. Silent: without a plan the runtime parses the file and writes the
+/// plan itself when it may.
+fn refresh_plan(file: &Path) {
+    if !file.exists() {
+        // Uninstalled down to nothing: no plan for a file that is gone.
+        let _ = std::fs::remove_file(coroner_config::plan::plan_path(file));
+        return;
+    }
+    let env = coroner_config::Sources::from_environment();
+    let sources = if env.env_override.is_none() && file == env.system {
+        coroner_config::Sources::system_only(Some(file), 0)
+    } else if env.env_override.is_none() && env.user.as_deref() == Some(file) {
+        env
+    } else {
+        let mut over = coroner_config::Sources::system_only(None, 0);
+        over.env_override = Some(file.to_owned());
+        over
+    };
+    let _ = coroner_config::plan::refresh(&sources);
 }
 
 fn self_exe() -> anyhow::Result<PathBuf> {
@@ -132,6 +161,7 @@ pub fn install_debugger(
                 file.display()
             )
         })?;
+    refresh_plan(&file);
     println!("{msg}");
     Ok(ExitCode::SUCCESS)
 }
@@ -153,6 +183,7 @@ pub fn install_dumper(
                 file.display()
             )
         })?;
+    refresh_plan(&file);
     println!("{msg}");
     Ok(ExitCode::SUCCESS)
 }
@@ -162,6 +193,7 @@ pub fn uninstall(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let file = target_file(config);
     let msg = coroner_config::uninstall(&file)
         .with_context(|| format!("uninstalling from {}", file.display()))?;
+    refresh_plan(&file);
     println!("{msg}");
     Ok(ExitCode::SUCCESS)
 }
