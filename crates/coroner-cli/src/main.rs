@@ -7,8 +7,8 @@
 mod cmd;
 mod dump_args;
 mod dumpdir;
-mod naming;
 mod liverow;
+mod naming;
 mod progress;
 
 use std::ffi::OsString;
