@@ -41,7 +41,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::FileExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -100,9 +100,14 @@ pub enum Event {
         pid: Pid,
         tid: Tid,
     },
+    /// A thread was created: `tid` is the new thread; `parent`, the
+    /// thread that created it, is the one stopped (at its clone event).
+    /// The new thread runs from its first stop on unless the session
+    /// stops everything first.
     ThreadCreated {
         pid: Pid,
         tid: Tid,
+        parent: Tid,
     },
     ThreadExited {
         pid: Pid,
@@ -153,7 +158,9 @@ impl Event {
             | Event::Breakpoint { pid, tid, .. }
             | Event::StepDone { pid, tid }
             | Event::GoAddressHit { pid, tid }
-            | Event::ThreadCreated { pid, tid }
+            | Event::ThreadCreated {
+                pid, parent: tid, ..
+            }
             | Event::ThreadExited { pid, tid, .. }
             | Event::ProcessExiting { pid, tid, .. }
             | Event::ModuleLoaded { pid, tid, .. }
@@ -363,12 +370,24 @@ impl Process {
     }
 }
 
+/// What [`Live::next`] found.
+enum Next {
+    Status(Tid, WaitStatus),
+    /// An output line is now a pending event.
+    Output,
+    /// Timed out, or nothing is left to wait for.
+    Nothing,
+}
+
 enum Msg {
     Wait(Tid, WaitStatus),
     WaitError(io::Error),
     Output(Pid, Stream, String),
     /// An output reader reached end of file.
     OutputDone,
+    /// An output reader read our sync mark `seq`: every byte written to
+    /// its stream before the mark has been sent as `Output`.
+    OutputSynced(u64),
 }
 
 /// The live debugging engine.
@@ -405,6 +424,14 @@ pub struct Live {
     regs_cache: RefCell<BTreeMap<Tid, UserRegs>>,
     /// How many times registers were read from the kernel (for tests).
     regs_reads: Cell<u64>,
+    /// Our own write end of each captured output pipe: a mark written
+    /// there after the program's bytes tells when the reader has seen them
+    /// all ([`Live::sync_output`]). Dropped when the program is gone, so
+    /// that the readers see end of file.
+    out_marks: Vec<std::io::PipeWriter>,
+    /// Makes the marks of this session unlike anything a program writes.
+    mark_token: String,
+    mark_seq: u64,
 }
 
 impl Live {
@@ -429,6 +456,16 @@ impl Live {
             break_timeout: Duration::from_secs(30),
             regs_cache: RefCell::new(BTreeMap::new()),
             regs_reads: Cell::new(0),
+            out_marks: Vec::new(),
+            mark_token: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ),
+            mark_seq: 0,
         }
     }
 
@@ -486,23 +523,39 @@ impl Live {
         })?;
         let mut cmd = Command::new(program);
         cmd.args(args);
+        let launch_error = |source| {
+            LiveError::Proc(ProcError::Launch {
+                command: program.to_string_lossy().into_owned(),
+                source,
+            })
+        };
+        let mut readers = Vec::new();
+        let mut marks = Vec::new();
         if capture {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let (r, w) = std::io::pipe().map_err(launch_error)?;
+                marks.push(w.try_clone().map_err(launch_error)?);
+                match stream {
+                    Stream::Stdout => cmd.stdout(w),
+                    Stream::Stderr => cmd.stderr(w),
+                };
+                readers.push((stream, r));
+            }
         }
-        let (pid, mut child) =
+        let (pid, child) =
             coroner_proc::watch::launch_seized(&mut cmd, OPTIONS | ptrace::PTRACE_O_EXITKILL)?;
+        // The program's ends of the pipes: only the program holds them now.
+        drop(cmd);
         let tid = Tid(pid.0);
         let mut live = Live::new(pid, true);
         let mut p = Process::new(pid);
         p.threads.insert(tid, ThreadState::default());
         live.owner.insert(tid, pid);
         live.procs.insert(pid, p);
-        if let Some(out) = child.stdout.take() {
-            live.read_output(pid, Stream::Stdout, out);
+        for (stream, r) in readers {
+            live.read_output(pid, stream, r);
         }
-        if let Some(err) = child.stderr.take() {
-            live.read_output(pid, Stream::Stderr, err);
-        }
+        live.out_marks = marks;
         // `child` is reaped by our waitpid loop, never by `Child::wait`.
         drop(child);
         live.start_waiter();
@@ -598,23 +651,37 @@ impl Live {
 
     fn read_output(&mut self, pid: Pid, stream: Stream, src: impl io::Read + Send + 'static) {
         let tx = self.tx.clone();
+        let mark = sync_mark_prefix(&self.mark_token).into_bytes();
         self.readers_open += 1;
         // Detached: it ends at end of file, counted by `readers_open`.
         std::thread::spawn(move || {
             let mut r = BufReader::new(src);
             let mut line = Vec::new();
             loop {
-                line.clear();
+                let start = line.len();
                 match r.read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => {
+                        if !line.is_empty() {
+                            let text = String::from_utf8_lossy(&line).into_owned();
+                            let _ = tx.send(Msg::Output(pid, stream, text));
+                        }
                         let _ = tx.send(Msg::OutputDone);
                         return;
                     }
                     Ok(_) => {
+                        // Our mark ends a read at its newline; a line the
+                        // program had not finished stays for later.
+                        if let Some(seq) = take_sync_mark(&mut line, start, &mark) {
+                            if tx.send(Msg::OutputSynced(seq)).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         if line.last() == Some(&b'\n') {
                             line.pop();
                         }
                         let text = String::from_utf8_lossy(&line).into_owned();
+                        line.clear();
                         if tx.send(Msg::Output(pid, stream, text)).is_err() {
                             return;
                         }
@@ -624,9 +691,81 @@ impl Live {
         });
     }
 
+    /// Everything a launched program wrote to its captured output before
+    /// now, as `Output` events, in order: those already read and the rest,
+    /// fetched with a mark written behind them into each pipe. The session
+    /// calls this before it reports a stop, so that the program's lines
+    /// come before the event, as they were written. Empty when the output
+    /// is not captured.
+    pub fn sync_output(&mut self) -> Vec<Event> {
+        if !self.out_marks.is_empty() {
+            self.mark_seq += 1;
+            let seq = self.mark_seq;
+            let text = format!("{}{seq}\0\n", sync_mark_prefix(&self.mark_token));
+            let mut waiting = 0;
+            for w in &self.out_marks {
+                let mut w: &std::io::PipeWriter = w;
+                if io::Write::write_all(&mut w, text.as_bytes()).is_ok() {
+                    waiting += 1;
+                }
+            }
+            // A guard, never reached in practice: the readers only read.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while waiting > 0 {
+                let Ok(msg) = self
+                    .rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                else {
+                    break;
+                };
+                match msg {
+                    Msg::OutputSynced(s) => {
+                        if s == seq {
+                            waiting -= 1;
+                        }
+                    }
+                    Msg::OutputDone => {
+                        self.readers_open = self.readers_open.saturating_sub(1);
+                        waiting -= 1;
+                    }
+                    Msg::Output(pid, stream, line) => {
+                        self.pending.push_back(Event::Output { pid, stream, line });
+                    }
+                    // Stops that happen meanwhile wait their turn.
+                    Msg::Wait(t, st) => {
+                        self.forget_regs(t);
+                        self.queued.push_back((t, st));
+                    }
+                    // For the wait loop to report.
+                    Msg::WaitError(e) => {
+                        let _ = self.tx.send(Msg::WaitError(e));
+                        break;
+                    }
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        self.pending.retain(|e| {
+            let out = matches!(e, Event::Output { .. });
+            if out {
+                lines.push(e.clone());
+            }
+            !out
+        });
+        lines
+    }
+
+    /// Put an event back in front of the queue (its stop stays as it is).
+    pub fn requeue(&mut self, ev: Event) {
+        self.pending.push_front(ev);
+    }
+
     /// Wait for the output readers to reach end of file (the program is
     /// gone) and queue every line they read.
     fn drain_output(&mut self) {
+        // Our write ends would keep the pipes from ever reaching end of
+        // file.
+        self.out_marks.clear();
         let mut statuses = Vec::new();
         // A process the program started may keep the pipes open: wait a
         // little for end of file, never forever.
@@ -654,8 +793,18 @@ impl Live {
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<(Tid, WaitStatus)>, LiveError> {
-        if let Some(s) = self.queued.pop_front() {
-            return Ok(Some(s));
+        match self.next(deadline, false)? {
+            Next::Status(t, st) => Ok(Some((t, st))),
+            Next::Output | Next::Nothing => Ok(None),
+        }
+    }
+
+    /// [`Live::next_status`] that also returns when an output line became a
+    /// pending event (`wake_on_output`): the program may print and then run
+    /// for a long time without a stop, and the line is an event of its own.
+    fn next(&mut self, deadline: Option<Instant>, wake_on_output: bool) -> Result<Next, LiveError> {
+        if let Some((t, st)) = self.queued.pop_front() {
+            return Ok(Next::Status(t, st));
         }
         // Spin briefly before sleeping: on a VM, waking a halted vCPU costs
         // tens of microseconds, more than a typical signal round trip.
@@ -676,7 +825,7 @@ impl Live {
                 match deadline {
                     None => match self.rx.recv() {
                         Ok(m) => m,
-                        Err(_) => return Ok(None),
+                        Err(_) => return Ok(Next::Nothing),
                     },
                     Some(d) => match self
                         .rx
@@ -684,13 +833,18 @@ impl Live {
                     {
                         Ok(m) => m,
                         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                            return Ok(None)
+                            return Ok(Next::Nothing)
                         }
                     },
                 }
             };
-            if let Some(status) = self.absorb(msg) {
-                return status;
+            let before = self.pending.len();
+            match self.absorb(msg) {
+                Some(Ok(Some((t, st)))) => return Ok(Next::Status(t, st)),
+                Some(Ok(None)) => return Ok(Next::Nothing),
+                Some(Err(e)) => return Err(e),
+                None if wake_on_output && self.pending.len() > before => return Ok(Next::Output),
+                None => {}
             }
         }
     }
@@ -712,6 +866,8 @@ impl Live {
                 self.readers_open = self.readers_open.saturating_sub(1);
                 None
             }
+            // A mark of a sync that gave up waiting.
+            Msg::OutputSynced(_) => None,
             Msg::WaitError(e) if e.raw_os_error() == Some(libc::ECHILD) => Some(Ok(None)),
             Msg::WaitError(e) => Some(Err(LiveError::Wait(e))),
         }
@@ -744,11 +900,15 @@ impl Live {
                 self.drain_output();
                 return self.pending.pop_front().ok_or(LiveError::Gone);
             }
-            let Some((tid, st)) = self.next_status(None)? else {
-                for p in self.procs.values_mut() {
-                    p.exited = true;
+            let (tid, st) = match self.next(None, true)? {
+                Next::Status(tid, st) => (tid, st),
+                Next::Output => continue,
+                Next::Nothing => {
+                    for p in self.procs.values_mut() {
+                        p.exited = true;
+                    }
+                    continue;
                 }
-                continue;
             };
             if let Some(e) = self.decode(tid, st)? {
                 return Ok(e);
@@ -764,8 +924,10 @@ impl Live {
             if let Some(e) = self.pending.pop_front() {
                 return Ok(Some(e));
             }
-            let Some((tid, st)) = self.next_status(Some(deadline))? else {
-                return Ok(self.pending.pop_front());
+            let (tid, st) = match self.next(Some(deadline), true)? {
+                Next::Status(tid, st) => (tid, st),
+                Next::Output => continue,
+                Next::Nothing => return Ok(self.pending.pop_front()),
             };
             if let Some(e) = self.decode(tid, st)? {
                 return Ok(Some(e));
@@ -820,10 +982,15 @@ impl Live {
             WaitStatus::PtraceEventStop { .. } | WaitStatus::GroupStop { .. } => {
                 let th = self.thread_mut(tid);
                 let expected = th.as_ref().is_some_and(|t| t.interrupting || t.starting);
+                let first_stop = th.as_ref().is_some_and(|t| t.starting && !t.interrupting);
                 if expected {
                     self.set_stop(tid, Stop::Quiet);
                     // A new thread's first stop: let it run unless we are
-                    // stopping everything.
+                    // stopping everything. (Kept stopped, nothing would
+                    // ever resume it: its creation was already reported.)
+                    if first_stop {
+                        self.resume_thread(tid, 0)?;
+                    }
                     return Ok(None);
                 }
                 self.cont(tid, 0).map_err(pt("CONT", pid, tid))?;
@@ -860,7 +1027,11 @@ impl Live {
                     );
                 }
                 self.claim_early_stop(new);
-                Ok(Some(Event::ThreadCreated { pid, tid: new }))
+                Ok(Some(Event::ThreadCreated {
+                    pid,
+                    tid: new,
+                    parent: tid,
+                }))
             }
             ptrace::PTRACE_EVENT_FORK | ptrace::PTRACE_EVENT_VFORK => {
                 let child = Pid(msg as i32);
@@ -1237,9 +1408,12 @@ impl Live {
         Ok(())
     }
 
-    /// Resume one stopped thread, delivering `sig`.
+    /// Resume one stopped thread, delivering `sig`. A thread that is not
+    /// in a stop we have seen is left alone: it is running, or its stop is
+    /// still on its way (a resume now would make that stop look like one
+    /// the thread never left).
     pub fn resume_thread(&mut self, tid: Tid, sig: i32) -> Result<(), LiveError> {
-        if self.more_from(tid) {
+        if self.more_from(tid) || self.thread_mut(tid).is_some_and(|t| t.stop.is_none()) {
             return Ok(());
         }
         let pid = self.pid_of(tid);
@@ -1548,14 +1722,47 @@ impl Live {
             };
             let _ = self.detach_thread(*t, s);
         }
+        if stopped {
+            self.wait_group_stopped();
+        }
         self.procs.clear();
         Ok(())
+    }
+
+    /// After `.abandon`'s detach: each thread takes the SIGSTOP a moment
+    /// later, on its way out of the ptrace stop. Wait for that (bounded by
+    /// the break-in timeout), so that the process is stopped (`T`) when
+    /// the session ends, not just about to be: whoever attaches next
+    /// finds it as we left it.
+    fn wait_group_stopped(&self) {
+        let deadline = Instant::now() + self.break_timeout;
+        let running = || {
+            self.owner.iter().any(|(t, p)| {
+                matches!(procfs::task_state(*p, *t), Ok(c) if !matches!(c, 'T' | 'Z' | 'X'))
+            })
+        };
+        while running() && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
     }
 
     /// End the session and the target (`q`, `.kill`).
     pub fn kill(mut self) -> Result<(), LiveError> {
         for pid in self.procs.keys().copied().collect::<Vec<_>>() {
             let _ = coroner_sys::signal::kill(pid, libc::SIGKILL);
+        }
+        // A thread held in a stop we already saw may never see the
+        // SIGKILL: one stopped at its exit (PTRACE_EVENT_EXIT) is past
+        // signals. Let each go; the others die of the SIGKILL on the way.
+        let stopped: Vec<Tid> = self
+            .procs
+            .values()
+            .flat_map(|p| p.threads.iter())
+            .filter(|(_, s)| s.stop.is_some())
+            .map(|(t, _)| *t)
+            .collect();
+        for t in stopped {
+            let _ = self.cont(t, 0);
         }
         // Reap until every process is gone (or nothing is left to wait for).
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1719,6 +1926,29 @@ impl Target for Live {
     }
 }
 
+/// The start of a sync mark (see [`Live::sync_output`]): NUL bytes and a
+/// per-session token, then the sequence number, a NUL and a newline.
+fn sync_mark_prefix(token: &str) -> String {
+    format!("\0coroner-output-sync {token} ")
+}
+
+/// If the bytes read since `start` end with a sync mark, cut it out of
+/// `line` (leaving the program's unfinished line before it) and return its
+/// sequence number.
+fn take_sync_mark(line: &mut Vec<u8>, start: usize, prefix: &[u8]) -> Option<u64> {
+    let body = line.strip_suffix(b"\0\n")?;
+    let at = body
+        .windows(prefix.len())
+        .rposition(|w| w == prefix)
+        .filter(|&i| i + prefix.len() > start)?;
+    let seq = std::str::from_utf8(&body[at + prefix.len()..])
+        .ok()?
+        .parse()
+        .ok()?;
+    line.truncate(at);
+    Some(seq)
+}
+
 /// `/proc/PID/mem` for writing breakpoint bytes (a tracer may write even
 /// read-only text: the kernel copies the page).
 fn open_mem_rw(pid: Pid) -> Option<File> {
@@ -1727,4 +1957,40 @@ fn open_mem_rw(pid: Pid) -> Option<File> {
         .write(true)
         .open(format!("/proc/{}/mem", pid.0))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_marks_are_cut_out_of_the_stream() {
+        let prefix = sync_mark_prefix("42-7").into_bytes();
+        let mark = |seq: u64| format!("\0coroner-output-sync 42-7 {seq}\0\n").into_bytes();
+        // A mark alone.
+        let mut line = mark(3);
+        assert_eq!(take_sync_mark(&mut line, 0, &prefix), Some(3));
+        assert!(line.is_empty());
+        // Behind a line the program has not finished: that part stays.
+        let mut line = b"partial".to_vec();
+        line.extend(mark(12));
+        assert_eq!(take_sync_mark(&mut line, 0, &prefix), Some(12));
+        assert_eq!(line, b"partial");
+        // A line of the program is not a mark, nor is another session's.
+        let mut line = b"hello\n".to_vec();
+        assert_eq!(take_sync_mark(&mut line, 0, &prefix), None);
+        let mut line = b"\0coroner-output-sync 1-1 3\0\n".to_vec();
+        assert_eq!(take_sync_mark(&mut line, 0, &prefix), None);
+        // Only what was read now counts (`start`): an old carry-over that
+        // happens to hold the prefix is the program's.
+        let mut line = prefix.clone();
+        let start = line.len();
+        line.extend(b"x\0\n");
+        assert_eq!(take_sync_mark(&mut line, start, &prefix), None);
+        // Junk never panics.
+        for junk in [&b"\0\n"[..], b"", b"\0coroner-output-sync 42-7 \0\n", b"\n"] {
+            let mut line = junk.to_vec();
+            let _ = take_sync_mark(&mut line, 0, &prefix);
+        }
+    }
 }
