@@ -4,65 +4,10 @@
 #[macro_use]
 mod common;
 
+use common::dbg::{call_sites, count, dbg, os, text};
 use common::{coroner, crasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-/// Run `coroner dbg ARGS` with `script` on stdin (no core files, bounded
-/// by `timeout`). Returns the output; stdout is the session transcript.
-fn dbg(args: &[&std::ffi::OsStr], script: &str) -> Output {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -c 0; exec timeout 120 \"$@\"")
-        .arg("sh")
-        .arg(coroner())
-        .arg("dbg")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn coroner dbg");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(script.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_ne!(
-        out.status.code(),
-        Some(124),
-        "coroner dbg timed out:\n{}",
-        text(&out)
-    );
-    out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn os(s: &str) -> &std::ffi::OsStr {
-    std::ffi::OsStr::new(s)
-}
-
-fn count(hay: &str, needle: &str) -> usize {
-    hay.matches(needle).count()
-}
-
-/// The `Call Site` column of a `k` listing in a transcript, between the
-/// header and the next blank/prompt-less line.
-fn call_sites(transcript: &str, nth: usize) -> Vec<String> {
-    let mut blocks = transcript.split("Child-SP          RetAddr               Call Site\n");
-    let block = blocks.nth(nth + 1).unwrap_or("");
-    block
-        .lines()
-        .take_while(|l| l.len() > 36 && l.as_bytes()[8] == b'`')
-        .map(|l| l[40..].trim().split(" [").next().unwrap_or("").to_string())
-        .collect()
-}
+use std::process::{Command, Output};
 
 #[test]
 fn sx_listing_after_changes_matches_cdb() {

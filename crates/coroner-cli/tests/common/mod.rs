@@ -34,6 +34,8 @@ macro_rules! crash_kind_tests {
     };
 }
 
+pub mod dbg;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
