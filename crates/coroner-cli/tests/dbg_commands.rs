@@ -750,3 +750,65 @@ fn the_prompt_on_a_terminal_reads_commands_and_keeps_a_history() {
         .unwrap_or_else(|e| panic!("no history file ({e})\n{screen}"));
     assert_eq!(history, ".echo PROMPT-OK\ng\nq\n", "{screen}");
 }
+
+/// `ah` at the `asrt` event of `crasher assert` (glibc `assert` →
+/// `__assert_fail` → `abort` → SIGABRT): the setting is keyed by the
+/// assertion's place, the caller found by unwinding out of libc, and wins
+/// over `sx* asrt`.
+#[test]
+fn ah_settings_at_an_assertion_win_over_sx_asrt() {
+    let c = crasher();
+    // Where is the assertion? `ahi` with no address at the break takes it.
+    let mut s = Conversation::start(&[c.as_os_str(), os("assert")]);
+    let brk = s.cmd("g");
+    assert!(
+        brk.contains("Assertion failure - code 00000006 (SIGABRT SI_TKILL) (first chance)"),
+        "{}",
+        s.text()
+    );
+    s.cmd("ahi");
+    let listed = s.cmd("ah");
+    let (addr, how) = listed
+        .trim()
+        .split_once(" - ")
+        .unwrap_or_else(|| panic!("{}", s.text()));
+    assert_eq!(how, "ignore", "{}", s.text());
+    let near = s.cmd(&format!("ln {addr}"));
+    let site = near.trim().rsplit(' ').next().unwrap_or("").to_string();
+    assert!(site.starts_with("crasher!crash_assert+0x"), "{}", s.text());
+    // ahd and ahc remove settings.
+    s.cmd("ahd");
+    assert_eq!(s.cmd("ah").trim(), "", "{}", s.text());
+    s.cmd(&format!("ahb {addr}"));
+    s.cmd("ahc");
+    assert_eq!(s.cmd("ah").trim(), "", "{}", s.text());
+    s.cmd("q");
+    s.finish();
+
+    // ahi there: the assertion (break by default) passes silently and the
+    // program dies of its SIGABRT.
+    let o = dbg(
+        &[c.as_os_str(), os("assert")],
+        &format!("ahi {site}\ng\n.lastevent\n"),
+    );
+    let t = text(&o);
+    assert!(!t.contains("Assertion failure"), "{t}");
+    assert!(t.contains("killed by signal 6 (SIGABRT)"), "{t}");
+
+    // ahb there over sxi asrt: it breaks.
+    let o = dbg(
+        &[c.as_os_str(), os("assert")],
+        &format!("sxi asrt\nahb {site}\ng\n.lastevent\n"),
+    );
+    let t = text(&o);
+    assert!(
+        t.contains(": Assertion failure - code 00000006 (SIGABRT SI_TKILL) (first chance)"),
+        "{t}"
+    );
+    assert!(t.contains("First chance exceptions are reported"), "{t}");
+    // And with no setting, sxi asrt says nothing at all.
+    let o = dbg(&[c.as_os_str(), os("assert")], "sxi asrt\ng\n");
+    let t = text(&o);
+    assert!(!t.contains("Assertion failure"), "{t}");
+    assert!(t.contains("killed by signal 6 (SIGABRT)"), "{t}");
+}

@@ -704,10 +704,16 @@ impl Session<'_> {
     }
 
     fn assert_cmd(&mut self, a: &AssertCommand) -> Result<(), String> {
-        let pc = || {
-            self.current_regs()
+        // The default address is the current assertion's (at an `asrt`
+        // stop the pc is inside libc's abort, the assertion is the caller
+        // it unwinds to), else the current pc.
+        let site = self.pending.as_ref().and_then(|p| p.assert_site);
+        let pc = || match site {
+            Some(a) => Ok(a),
+            None => self
+                .current_regs()
                 .map(|r| r.rip)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string()),
         };
         match a {
             AssertCommand::List => {

@@ -88,6 +88,8 @@ pub(crate) struct Pending {
     pub m: ExceptionMatch,
     /// A breakpoint stop (`gn` refused, `gN` needed).
     pub breakpoint: bool,
+    /// For an assertion (`asrt`): where it is, the key of `ahb`/`ahi`.
+    pub assert_site: Option<u64>,
 }
 
 /// One session.
@@ -454,6 +456,8 @@ impl<'o> Session<'o> {
     }
 
     fn target_gone(&mut self) {
+        // `ah` settings belong to the process (spec §5.6).
+        self.asserts.clear();
         self.target = TargetBox::None;
         self.end.get_or_insert(SessionEnd::TargetExited);
     }
@@ -664,6 +668,7 @@ impl<'o> Session<'o> {
                 hint: ExceptionHint::Breakpoint,
             }),
             breakpoint: true,
+            assert_site: None,
         }
     }
 
@@ -766,9 +771,22 @@ impl<'o> Session<'o> {
         let regs = matches!(si.signo(), libc::SIGSEGV | libc::SIGABRT)
             .then(|| read_regs(self))
             .flatten();
-        let hint = self.hint_for(regs.as_ref(), &si);
+        // An abort's stack, walked once: it tells an assertion from a
+        // stack-protector abort, and where the assertion is (for `ah`).
+        let frames = match (si.signo(), regs.as_ref()) {
+            (libc::SIGABRT, Some(r)) => self.walk(r, 32),
+            _ => Vec::new(),
+        };
+        let hint = self.hint_for(regs.as_ref(), &si, &frames);
         let ev = ExceptionEvent::from_siginfo(&si, pid.0, hint);
-        let m = self.filters.exception(&ev);
+        let mut m = self.filters.exception(&ev);
+        // `ahb`/`ahi` at this assertion win over `sx* asrt` (spec §5.6).
+        let assert_site = (m.code == "asrt")
+            .then(|| self.assert_site(&frames))
+            .flatten();
+        if let Some(site) = assert_site {
+            self.asserts.adjust(&mut m, site);
+        }
         // `sxi` with no commands: nothing to print, run or decide, whether
         // this is the first or the second chance. Pass the signal on (or
         // not, by the handling status) at once: the hot path of a program
@@ -806,6 +824,7 @@ impl<'o> Session<'o> {
             fatal,
             m: m.clone(),
             breakpoint: false,
+            assert_site,
         };
         if second {
             return self.second_chance(pid, pending, &si);
@@ -966,7 +985,12 @@ impl<'o> Session<'o> {
 
     /// What the stack says about an abort (assert, stack protector) or a
     /// stack overflow.
-    fn hint_for(&self, regs: Option<&UserRegs>, si: &SigInfo) -> ExceptionHint {
+    fn hint_for(
+        &self,
+        regs: Option<&UserRegs>,
+        si: &SigInfo,
+        frames: &[UnwoundFrame],
+    ) -> ExceptionHint {
         let Some(r) = regs else {
             return ExceptionHint::None;
         };
@@ -980,7 +1004,7 @@ impl<'o> Session<'o> {
             }
         }
         if si.signo() == libc::SIGABRT {
-            for f in self.walk(r, 24) {
+            for f in frames {
                 let name = self.symbolize(f.pc);
                 if name.contains("__stack_chk_fail") || name.contains("__fortify_fail") {
                     return ExceptionHint::StackCheckFailure;
@@ -991,6 +1015,24 @@ impl<'o> Session<'o> {
             }
         }
         ExceptionHint::None
+    }
+
+    /// Where an assertion is, as `ahb`/`ahi` name it (spec §13.2: the
+    /// caller found by unwinding out of `abort`/`__assert_fail`): the
+    /// return address in the first frame outside the module the signal
+    /// was raised in (libc's `raise`, `abort` and `__assert_fail` are one
+    /// module). Matching names instead would depend on libc's symbols,
+    /// which a stripped libc does not have for its internal frames.
+    fn assert_site(&self, frames: &[UnwoundFrame]) -> Option<u64> {
+        let t = self.target()?;
+        let modules = t.modules();
+        let module_of = |pc: u64| modules.iter().position(|m| m.contains(pc));
+        let top = module_of(frames.first()?.pc);
+        frames
+            .iter()
+            .skip(1)
+            .find(|f| module_of(f.pc) != top)
+            .map(|f| f.pc)
     }
 
     /// Run an automatic command string (`-c`, `-c2`, `bp "…"`); if it ends
