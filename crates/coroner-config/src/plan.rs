@@ -40,6 +40,9 @@
 //! Everything that reads this format ([`PlanView`], [`CmdRef`], the glob
 //! match) allocates nothing, takes no lock and never panics: the runtime
 //! calls it before `main` and, for [`CmdRef`], inside its crash handler.
+//! It is `#[inline]`, so that its code lands beside the runtime's own: a
+//! separate page of this crate's code is one more page fault at every
+//! process start.
 
 use crate::load::{load_stamped, Sources};
 use crate::model::{Config, DumpLevel};
@@ -82,6 +85,7 @@ pub enum Role {
 }
 
 impl Role {
+    #[inline]
     fn from_u8(b: u8) -> Option<Role> {
         Some(match b {
             1 => Role::Override,
@@ -127,14 +131,17 @@ impl Default for ContentHash {
 }
 
 impl ContentHash {
+    #[inline]
     pub const fn new() -> ContentHash {
         ContentHash(0xcbf2_9ce4_8422_2325)
     }
+    #[inline]
     pub fn update(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 = (self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
+    #[inline]
     pub fn finish(&self) -> u64 {
         self.0
     }
@@ -244,6 +251,7 @@ fn level_code(l: DumpLevel) -> u8 {
     }
 }
 
+#[inline]
 fn level_of(b: u8) -> Option<DumpLevel> {
     Some(match b {
         0 => DumpLevel::Mini,
@@ -346,6 +354,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.b.len() {
             return None;
@@ -354,9 +363,11 @@ impl<'a> Reader<'a> {
         self.b = tail;
         Some(head)
     }
+    #[inline]
     fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
+    #[inline]
     fn flag(&mut self) -> Option<bool> {
         match self.u8()? {
             0 => Some(false),
@@ -364,19 +375,24 @@ impl<'a> Reader<'a> {
             _ => None,
         }
     }
+    #[inline]
     fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
+    #[inline]
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
+    #[inline]
     fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
+    #[inline]
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
     }
+    #[inline]
     fn piece(&mut self) -> Option<PieceRef<'a>> {
         Some(match self.u8()? {
             TAG_LIT => PieceRef::Lit(self.bytes()?),
@@ -409,6 +425,7 @@ impl<'a> CmdRef<'a> {
     /// Checks an encoded command at the start of `bytes`; returns it and
     /// the bytes after it. `runtime_pieces` admits the dumper's pieces
     /// (outcome, reason, note), which a plan file never holds.
+    #[inline]
     pub fn parse(bytes: &'a [u8], runtime_pieces: bool) -> Option<(CmdRef<'a>, &'a [u8])> {
         let mut r = Reader { b: bytes };
         let words = r.u32()?;
@@ -435,11 +452,13 @@ impl<'a> CmdRef<'a> {
     }
 
     /// Number of words (argc).
+    #[inline]
     pub fn word_count(&self) -> usize {
         self.words as usize
     }
 
     /// The words in order.
+    #[inline]
     pub fn words(&self) -> Words<'a> {
         Words {
             r: Reader { b: self.body },
@@ -448,6 +467,7 @@ impl<'a> CmdRef<'a> {
     }
 
     /// The program (first word) when it is plain text.
+    #[inline]
     pub fn program(&self) -> Option<&'a [u8]> {
         let w = self.words().next()?;
         let mut p = w.pieces();
@@ -467,6 +487,7 @@ pub struct Words<'a> {
 
 impl<'a> Iterator for Words<'a> {
     type Item = WordRef<'a>;
+    #[inline]
     fn next(&mut self) -> Option<WordRef<'a>> {
         if self.left == 0 {
             return None;
@@ -490,6 +511,7 @@ pub struct WordRef<'a> {
 
 impl<'a> WordRef<'a> {
     /// The pieces in order.
+    #[inline]
     pub fn pieces(&self) -> Pieces<'a> {
         Pieces {
             r: self.r,
@@ -507,6 +529,7 @@ pub struct Pieces<'a> {
 
 impl<'a> Iterator for Pieces<'a> {
     type Item = PieceRef<'a>;
+    #[inline]
     fn next(&mut self) -> Option<PieceRef<'a>> {
         if self.left == 0 {
             return None;
@@ -524,6 +547,7 @@ struct StrList<'a> {
 }
 
 impl<'a> StrList<'a> {
+    #[inline]
     fn parse(r: &mut Reader<'a>) -> Option<StrList<'a>> {
         let n = r.u32()?;
         let start = r.b;
@@ -535,6 +559,7 @@ impl<'a> StrList<'a> {
             n,
         })
     }
+    #[inline]
     fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
         let mut r = Reader { b: self.body };
         (0..self.n).map_while(move |_| core::str::from_utf8(r.bytes()?).ok())
@@ -553,6 +578,7 @@ pub struct AeView<'a> {
 }
 
 impl<'a> AeView<'a> {
+    #[inline]
     fn parse(r: &mut Reader<'a>) -> Option<AeView<'a>> {
         let debugger = if r.flag()? {
             let (cmd, rest) = CmdRef::parse(r.b, false)?;
@@ -574,6 +600,7 @@ impl<'a> AeView<'a> {
 
     /// Whether `exclude` lists anything (else the executable's name does
     /// not matter to it).
+    #[inline]
     pub fn has_exclusions(&self) -> bool {
         self.exclude.n > 0
     }
@@ -581,6 +608,7 @@ impl<'a> AeView<'a> {
     /// Whether the executable `base` (a basename, bytes as the kernel has
     /// them) matches `exclude`, as [`crate::Config::effective`] decides on
     /// its lossy UTF-8 form.
+    #[inline]
     pub fn excluded(&self, base: &[u8]) -> bool {
         self.exclude.iter().any(|p| glob_match_lossy(p, base))
     }
@@ -600,6 +628,7 @@ pub struct DumpsView<'a> {
 }
 
 impl<'a> DumpsView<'a> {
+    #[inline]
     fn parse(r: &mut Reader<'a>) -> Option<DumpsView<'a>> {
         let folder = r.bytes()?;
         let level = level_of(r.u8()?)?;
@@ -629,6 +658,7 @@ impl<'a> DumpsView<'a> {
 
     /// Whether `[localdumps.apps]` has entries (else the executable's name
     /// does not matter to it).
+    #[inline]
     pub fn has_apps(&self) -> bool {
         self.napps > 0
     }
@@ -636,6 +666,7 @@ impl<'a> DumpsView<'a> {
     /// Folder and level for the executable `base` after its
     /// `[localdumps.apps.NAME]` override, as
     /// [`crate::LocalDumps::effective`] decides on its lossy UTF-8 form.
+    #[inline]
     pub fn for_exe(&self, base: &[u8]) -> (&'a [u8], DumpLevel) {
         let mut r = Reader { b: self.apps };
         for _ in 0..self.napps {
@@ -668,6 +699,7 @@ impl<'a> PlanView<'a> {
     /// Checks all of `bytes` (magic, version, every length and tag, UTF-8
     /// where names are matched, no trailing bytes); `None` if anything is
     /// off.
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Option<PlanView<'a>> {
         let mut r = Reader { b: bytes };
         if r.take(MAGIC.len())? != MAGIC || r.u32()? != VERSION {
@@ -701,6 +733,7 @@ impl<'a> PlanView<'a> {
     }
 
     /// The files this plan was compiled from.
+    #[inline]
     pub fn stamps(&self) -> impl Iterator<Item = Stamp> + 'a {
         self.stamps.chunks(17).filter_map(|c| {
             let mut r = Reader { b: c };
@@ -714,12 +747,14 @@ impl<'a> PlanView<'a> {
 
     /// Whether the plan was compiled from exactly the files `now` describes
     /// (same roles in the same order, same sizes and hashes).
+    #[inline]
     pub fn compiled_from(&self, now: &[Stamp]) -> bool {
         self.stamps.len() == now.len() * 17 && self.stamps().zip(now).all(|(a, b)| a == *b)
     }
 
     /// The AeDebug settings for a 32-bit (`[aedebug.i386]` when present) or
     /// 64-bit process.
+    #[inline]
     pub fn aedebug_for(&self, is_32bit: bool) -> &AeView<'a> {
         match (&self.aedebug_i386, is_32bit) {
             (Some(i386), true) => i386,
@@ -730,6 +765,7 @@ impl<'a> PlanView<'a> {
 
 /// The next character of `String::from_utf8_lossy(&b[at..])`, with the
 /// number of bytes it stands for (an invalid sequence is one U+FFFD).
+#[inline]
 fn lossy_char_at(b: &[u8], at: usize) -> Option<(char, usize)> {
     let chunk = b.get(at..)?.utf8_chunks().next()?;
     match chunk.valid().chars().next() {
@@ -739,6 +775,7 @@ fn lossy_char_at(b: &[u8], at: usize) -> Option<(char, usize)> {
 }
 
 /// `s == String::from_utf8_lossy(name)`, without allocating.
+#[inline]
 pub fn lossy_eq(s: &str, name: &[u8]) -> bool {
     let mut at = 0;
     for c in s.chars() {
@@ -752,6 +789,7 @@ pub fn lossy_eq(s: &str, name: &[u8]) -> bool {
 
 /// [`crate::glob_match`]`(pattern, &String::from_utf8_lossy(name))`,
 /// without allocating: `*` any run, `?` one character.
+#[inline]
 pub fn glob_match_lossy(pattern: &str, name: &[u8]) -> bool {
     if !pattern.contains(['*', '?']) {
         return lossy_eq(pattern, name);

@@ -7,9 +7,11 @@
 //! keeps it. Not the crash path.
 //!
 //! The static stack lives in `.bss`, which the library maps anyway: its
-//! pages cost nothing until a signal runs on them, and its guard is one
-//! `mprotect` of its lowest page, where a mapped stack took an `mmap`, an
-//! `mprotect` and a query (measured in docs/benchmarks.md).
+//! pages cost nothing until a signal runs on them. Guard pages are
+//! `MADV_GUARD_INSTALL` guard regions (Linux 6.13): page-table markers
+//! that fault like `PROT_NONE` but split no mapping, which is most of what
+//! an `mprotect` guard costs (measured in docs/benchmarks.md); older
+//! kernels get the `mprotect`.
 
 use std::io;
 use std::sync::OnceLock;
@@ -28,13 +30,35 @@ fn page_size() -> usize {
     }
 }
 
+/// `MADV_GUARD_INSTALL` (Linux 6.13, not yet in the libc crate).
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// Makes `[base, base + len)` fault on any access: a guard region, or
+/// `PROT_NONE` where the kernel has none. Raw syscalls: `syscall(2)` is on
+/// a page of libc the runtime touches anyway, the wrappers each one more
+/// page fault in a fresh process.
+fn guard(base: *mut libc::c_void, len: usize) -> io::Result<()> {
+    // SAFETY: madvise(2) on memory this module owns and nothing uses.
+    if unsafe { libc::syscall(libc::SYS_madvise, base, len, MADV_GUARD_INSTALL) } == 0 {
+        return Ok(());
+    }
+    // SAFETY: mprotect(2) on the same memory.
+    if unsafe { libc::syscall(libc::SYS_mprotect, base, len, libc::PROT_NONE) } == 0 {
+        return Ok(());
+    }
+    Err(io::Error::last_os_error())
+}
+
 /// Page size the static stack is laid out for (x86); with another page
 /// size the first thread gets a mapped stack like the others.
 const STATIC_PAGE: usize = 4096;
 
-/// The first installing thread's stack: a guard page, then the stack.
-#[repr(C, align(4096))]
-struct MainStack(core::cell::UnsafeCell<[u8; STATIC_PAGE + ALT_STACK_SIZE]>);
+/// The first installing thread's stack: a guard page, then the stack, from
+/// the first page boundary in it. Not aligned by the type: a page-aligned
+/// static would page-align all of `.bss`, which then no longer shares its
+/// first page with `.data` (written anyway), and that page is one more
+/// fault at every start (crtstuff's `completed` flag lives there).
+struct MainStack(core::cell::UnsafeCell<[u8; 2 * STATIC_PAGE + ALT_STACK_SIZE]>);
 
 // SAFETY: the bytes are only ever touched by the kernel (signal frames on
 // the thread whose alternate stack they are) and by that thread's handlers;
@@ -42,8 +66,17 @@ struct MainStack(core::cell::UnsafeCell<[u8; STATIC_PAGE + ALT_STACK_SIZE]>);
 unsafe impl Sync for MainStack {}
 
 static MAIN_STACK: MainStack = MainStack(core::cell::UnsafeCell::new(
-    [0; STATIC_PAGE + ALT_STACK_SIZE],
+    [0; 2 * STATIC_PAGE + ALT_STACK_SIZE],
 ));
+
+/// The guard page of [`MAIN_STACK`]: its first page boundary.
+fn main_stack_base() -> *mut libc::c_void {
+    let start = MAIN_STACK.0.get().cast::<u8>();
+    let skip = (STATIC_PAGE - start as usize % STATIC_PAGE) % STATIC_PAGE;
+    // SAFETY: `skip` < STATIC_PAGE, inside the static, which has a spare
+    // page for it.
+    unsafe { start.add(skip) }.cast()
+}
 
 /// Gives the calling thread (the first to install) the static guarded
 /// stack, unless it has an alternate stack already: one `mprotect` for the
@@ -56,18 +89,13 @@ pub(crate) fn give_main_thread() -> io::Result<Option<*mut libc::c_void>> {
     if page_size() != STATIC_PAGE || GIVEN.swap(true, Ordering::AcqRel) {
         return give_current_thread();
     }
-    let base = MAIN_STACK.0.get().cast::<libc::c_void>();
-    // Raw syscalls: `syscall(2)` is on a page of libc the runtime touches
-    // anyway; the wrappers are each one more page fault in a fresh process.
-    // SAFETY: mprotect(2) of the first page of our own page-aligned static,
-    // which no Rust code touches (stacks grow down: an overflow of the
-    // stack hits it).
-    if unsafe { libc::syscall(libc::SYS_mprotect, base, STATIC_PAGE, libc::PROT_NONE) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let base = main_stack_base();
+    // The first whole page of our own static, which no Rust code
+    // touches (stacks grow down: an overflow of the stack hits it).
+    guard(base, STATIC_PAGE)?;
     let st = libc::stack_t {
-        // SAFETY: STATIC_PAGE is inside the static of STATIC_PAGE +
-        // ALT_STACK_SIZE bytes.
+        // SAFETY: base + STATIC_PAGE + ALT_STACK_SIZE is inside the static
+        // (2 * STATIC_PAGE + ALT_STACK_SIZE bytes from before `base`).
         ss_sp: unsafe { base.cast::<u8>().add(STATIC_PAGE) }.cast(),
         ss_flags: 0,
         ss_size: ALT_STACK_SIZE,
@@ -132,9 +160,9 @@ pub(crate) fn give_current_thread() -> io::Result<Option<*mut libc::c_void>> {
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the lowest page of the mapping made above (stacks grow down:
-    // an overflow of the alternate stack hits it).
-    let guarded = unsafe { libc::mprotect(base, page, libc::PROT_NONE) } == 0;
+    // The lowest page of the mapping made above (stacks grow down: an
+    // overflow of the alternate stack hits it).
+    let guarded = guard(base, page).is_ok();
     let st = libc::stack_t {
         // SAFETY: `page` is inside the mapping of `total` bytes.
         ss_sp: unsafe { base.cast::<u8>().add(page) }.cast(),
@@ -184,6 +212,25 @@ extern "C" fn free_stack(base: *mut libc::c_void) {
 mod tests {
     use super::*;
 
+    /// Whether the page at `base` is a guard: `PROT_NONE` in the maps, or
+    /// a guard region, which pagemap marks with bit 58 (Linux 6.14).
+    fn guarded(base: *mut libc::c_void) -> bool {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let start = format!("{:x}-", base as usize);
+        if maps
+            .lines()
+            .any(|l| l.starts_with(&start) && l.contains(" ---p "))
+        {
+            return true;
+        }
+        use std::os::unix::fs::FileExt;
+        let pagemap = std::fs::File::open("/proc/self/pagemap").unwrap();
+        let mut entry = [0u8; 8];
+        let at = (base as u64 / page_size() as u64) * 8;
+        pagemap.read_exact_at(&mut entry, at).unwrap();
+        u64::from_le_bytes(entry) & (1 << 58) != 0
+    }
+
     #[test]
     fn thread_gets_a_guarded_stack_once() {
         std::thread::spawn(|| {
@@ -199,11 +246,7 @@ mod tests {
             let cur = current().unwrap();
             assert_eq!(cur.ss_size, ALT_STACK_SIZE);
             assert_eq!(cur.ss_sp as usize, base as usize + page_size());
-            // The guard page is PROT_NONE in /proc/self/maps.
-            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-            let guard = format!("{:x}-", base as usize);
-            let line = maps.lines().find(|l| l.starts_with(&guard)).unwrap();
-            assert!(line.contains(" ---p "), "{line}");
+            assert!(guarded(base));
             // Already has one: nothing new.
             assert!(give_current_thread().unwrap().is_none());
             free_stack(base);
@@ -224,14 +267,12 @@ mod tests {
             // SAFETY: disabling this fresh test thread's alternate stack.
             unsafe { libc::sigaltstack(&off, std::ptr::null_mut()) };
             let base = give_main_thread().unwrap().expect("made one");
-            assert_eq!(base, MAIN_STACK.0.get().cast());
+            assert_eq!(base, main_stack_base());
+            assert_eq!(base as usize % STATIC_PAGE, 0);
             let cur = current().unwrap();
             assert_eq!(cur.ss_size, ALT_STACK_SIZE);
             assert_eq!(cur.ss_sp as usize, base as usize + STATIC_PAGE);
-            let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-            let guard = format!("{:x}-", base as usize);
-            let line = maps.lines().find(|l| l.starts_with(&guard)).unwrap();
-            assert!(line.contains(" ---p "), "{line}");
+            assert!(guarded(base));
             // Given once; this thread has one now, so nothing new either.
             assert!(give_main_thread().unwrap().is_none());
             // SAFETY: disabling it again before the thread ends.

@@ -83,11 +83,19 @@ const USIZE_INIT: AtomicUsize = AtomicUsize::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
 const I32_INIT: AtomicI32 = AtomicI32::new(0);
 
+// The statics `install` writes are in `.data`, not `.bss` (here and in
+// `dispositions`): the library's `.data` page is written by its
+// relocations anyway, where each `.bss` page is one more page fault at
+// every process start (docs/benchmarks.md).
+
 /// The program's wish per slot (`WISH_*`).
+#[link_section = ".data.coroner_start"]
 pub(crate) static WISH: [AtomicU8; 7] = [WISH_INIT; 7];
 /// The program's handler function per slot, when `WISH` is `WISH_HANDLER`.
+#[link_section = ".data.coroner_start"]
 pub(crate) static PROGRAM_HANDLER: [AtomicUsize; 7] = [USIZE_INIT; 7];
 /// The program handler's `sa_flags` (for `SA_SIGINFO`).
+#[link_section = ".data.coroner_start"]
 pub(crate) static PROGRAM_FLAGS: [AtomicI32; 7] = [I32_INIT; 7];
 
 /// The kernel's `struct sigaction` for raw `rt_sigaction` (x86-64 and
@@ -113,6 +121,7 @@ const POINTER_DIGITS: usize = 2 * core::mem::size_of::<usize>();
 /// Our handler as the kernel holds it (with libc's `sa_restorer`), read
 /// back after the first installation so the crash path can re-install it
 /// with a raw syscall.
+#[link_section = ".data.coroner_start"]
 pub(crate) static OUR_ACTION: CrashCell<KernelSigaction> = CrashCell::new(KernelSigaction {
     handler: 0,
     flags: 0,
@@ -142,35 +151,31 @@ pub(crate) struct Expansion<'a> {
     pub note: &'a [u8],
 }
 
-/// Where the spawned child looks for the program of a [`Cmd`]. The search
-/// happens in the child, at crash time, with `execve` on each candidate in
-/// turn: a `PATH` walk at start-up would cost every process a `stat` per
-/// directory for a program it will almost never run.
+/// Where the spawned child looks for the program of a [`Cmd`], whose name
+/// is its first word. The search happens in the child, at crash time, with
+/// `execve` on each candidate in turn: a `PATH` walk at start-up would
+/// cost every process a `stat` per directory for a program it will almost
+/// never run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Program {
-    /// `words[0]` as it stands.
+    /// The first word as it stands.
     AsIs,
-    /// `name` in each absolute directory of `path` (a `PATH` value), in
+    /// The name in each absolute directory of `path` (a `PATH` value), in
     /// order, as `execvp` searches; relative entries are skipped.
-    Search {
-        name: &'static [u8],
-        path: &'static [u8],
-    },
-    /// `name` in the directory of the file `object`, then, when `object` is
-    /// a symbolic link, in the directory of what it links to.
-    Beside {
-        object: &'static [u8],
-        name: &'static [u8],
-    },
+    Search { path: &'static [u8] },
+    /// The name in the directory of the file `object`, then, when `object`
+    /// is a symbolic link, in the directory of what it links to.
+    Beside { object: &'static [u8] },
 }
 
 /// Most candidates a [`Cmd`] has (the default dumper's three).
-const MAX_PROGRAMS: usize = 3;
+pub(crate) const MAX_PROGRAMS: usize = 3;
 
 /// A precomputed command line: words of pieces (in the plan's encoding,
 /// `coroner_config::plan`), and where to find the program (tried in
-/// order; none means `words[0]` as it stands). Plain data over bytes that
-/// live as long as the process.
+/// order; none means the first word as it stands). Plain data over bytes
+/// that live as long as the process, small enough to be copied without a
+/// `memcpy` call (see `crate::bytes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cmd {
     pub words: CmdRef<'static>,
@@ -179,15 +184,12 @@ pub(crate) struct Cmd {
 }
 
 impl Cmd {
-    /// `words` with the first [`MAX_PROGRAMS`] of `programs`.
-    pub(crate) fn new(words: CmdRef<'static>, programs: &[Program]) -> Cmd {
-        let mut p = [Program::AsIs; MAX_PROGRAMS];
-        let n = programs.len().min(MAX_PROGRAMS);
-        p[..n].copy_from_slice(&programs[..n]);
+    /// `words` with the first `n` of `programs`.
+    pub(crate) fn new(words: CmdRef<'static>, programs: [Program; MAX_PROGRAMS], n: usize) -> Cmd {
         Cmd {
             words,
-            programs: p,
-            nprograms: n,
+            programs,
+            nprograms: n.min(MAX_PROGRAMS),
         }
     }
 
@@ -217,6 +219,7 @@ pub(crate) struct Plan {
 }
 
 /// The plan in force; null until `install` has published it.
+#[link_section = ".data.coroner_start"]
 pub(crate) static PLAN: AtomicPtr<Plan> = AtomicPtr::new(ptr::null_mut());
 
 /// Where the published plan lives.
@@ -234,11 +237,23 @@ static PLAN_SLOT: CrashCell<Plan> = CrashCell::new(Plan {
 /// Publishes `plan` for the crash path. `install` calls it once, under its
 /// lock (a published plan's bytes may be in use by a crash on another
 /// thread, so it is never replaced).
-pub(crate) fn publish_plan(plan: Plan) {
+pub(crate) fn publish_plan(plan: &Plan) {
+    let slot = PLAN_SLOT.get();
     // SAFETY: install calls this once, under its lock, before any pointer
-    // to the slot is published, so nobody reads the slot yet.
-    unsafe { *PLAN_SLOT.get() = plan };
-    PLAN.store(PLAN_SLOT.get(), Ordering::Release);
+    // to the slot is published, so nobody reads the slot yet. Field by
+    // field: a whole-Plan copy would be a call to libc's memcpy, one more
+    // page fault at start-up (see `crate::bytes`).
+    unsafe {
+        (*slot).exe_name = plan.exe_name;
+        (*slot).debugger = plan.debugger;
+        (*slot).auto = plan.auto;
+        (*slot).excluded = plan.excluded;
+        (*slot).debugger_timeout_ms = plan.debugger_timeout_ms;
+        (*slot).dumper = plan.dumper;
+        (*slot).dump_timeout_ms = plan.dump_timeout_ms;
+        (*slot).report_fd = plan.report_fd;
+    }
+    PLAN.store(slot, Ordering::Release);
 }
 
 /// Why the process is crashing, as the report names it.
@@ -1216,13 +1231,16 @@ fn dir_of(path: &[u8]) -> &[u8] {
         .map_or(&[], |i| &path[..i])
 }
 
-/// Tries the candidates of one [`Program`] (child, before exec).
+/// Tries the candidates of one [`Program`] (child, before exec); the name
+/// looked for is `argv[0]`.
 unsafe fn exec_program(p: &Program, argv: *const *const c_char) {
+    // SAFETY: argv[0] is a NUL-terminated word of the arena.
+    let name = unsafe { crate::bytes::c_prefix((*argv).cast(), 0) };
     let mut buf = [0u8; 4096];
     match *p {
         // SAFETY: argv is the caller's NULL-terminated array.
         Program::AsIs => unsafe { try_exec(*argv, argv) },
-        Program::Search { name, path } => {
+        Program::Search { path } => {
             for dir in path
                 .split(|&b| b == b':')
                 .filter(|d| d.first() == Some(&b'/'))
@@ -1233,7 +1251,7 @@ unsafe fn exec_program(p: &Program, argv: *const *const c_char) {
                 }
             }
         }
-        Program::Beside { object, name } => {
+        Program::Beside { object } => {
             if let Some(c) = join_path(&mut buf, &[dir_of(object), b"/", name]) {
                 // SAFETY: `c` is NUL-terminated in `buf`.
                 unsafe { try_exec(c.as_ptr().cast(), argv) };
@@ -1498,7 +1516,7 @@ mod tests {
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         let (words, rest) = CmdRef::parse(bytes, true).unwrap();
         assert!(rest.is_empty());
-        let cmd = Cmd::new(words, &[]);
+        let cmd = Cmd::new(words, [Program::AsIs; MAX_PROGRAMS], 0);
         let mut x = Expansion {
             pid: 12,
             event: 7,

@@ -45,14 +45,18 @@ pub type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
 type PthreadCreateFn =
     unsafe extern "C" fn(*mut pthread_t, *const pthread_attr_t, StartRoutine, *mut c_void) -> c_int;
 
+#[link_section = ".data.coroner_start"]
 static REAL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
 static REAL_PTHREAD_CREATE: AtomicUsize = AtomicUsize::new(0);
+// The statics `install` writes are in `.data` (see `crash`).
 
 /// The program's wishes as it set them (what queries return), per slot of
 /// `CRASH_SIGNALS`; `None` before `install` read the kernel's.
+#[link_section = ".data.coroner_start"]
 static WISHES: Mutex<[Option<libc::sigaction>; 7]> = Mutex::new([None; 7]);
 
 /// Set (under the `WISHES` lock) once `install` has put our handlers in.
+#[link_section = ".data.coroner_start"]
 pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 
 /// The next definition of `name` after this object (libc's), looked up once.
@@ -216,23 +220,25 @@ pub(crate) fn install_handlers() -> Result<(), HandlerError> {
     }
     let plain = our_action(None);
     for (slot, &sig) in CRASH_SIGNALS.iter().enumerate() {
+        // The old action goes straight into its WISHES slot (a sigaction
+        // is too big to copy without a memcpy call; see `crate::bytes`).
         // SAFETY: all-zero is a valid sigaction to receive the old one.
-        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        let old = locked.guard[slot].insert(unsafe { std::mem::zeroed() });
         WISH[slot].store(WISH_PENDING, Ordering::Release);
         // SAFETY: `plain` is a valid sigaction; `old` a live out-pointer.
-        if unsafe { real(sig, &plain, &mut old) } != 0 {
+        if unsafe { real(sig, &plain, old) } != 0 {
             let source = io::Error::last_os_error();
             // Refused: the kernel keeps what it had, unknown to us.
+            locked.guard[slot] = None;
             WISH[slot].store(WISH_DFL, Ordering::Release);
             return Err(HandlerError::Sigaction {
                 signal: sig,
                 source,
             });
         }
-        publish(slot, &old);
-        locked.guard[slot] = Some(old);
+        publish(slot, old);
         if is_handler(old.sa_sigaction) {
-            install_ours(real, sig, Some(&old)).map_err(|source| HandlerError::Sigaction {
+            install_ours(real, sig, Some(old)).map_err(|source| HandlerError::Sigaction {
                 signal: sig,
                 source,
             })?;

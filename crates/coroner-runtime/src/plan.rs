@@ -10,7 +10,7 @@
 //! to the crash-time child ([`Program`]); the executable's name is read
 //! only when a setting depends on it.
 
-use crate::crash::{Cmd, Plan, Program};
+use crate::crash::{Cmd, Plan, Program, MAX_PROGRAMS};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use coroner_config::plan::{
@@ -25,10 +25,8 @@ pub const ENV_RUN_FD: &str = "CORONER_RUN_FD";
 const ARENA_SIZE: usize = 32 * 1024;
 
 /// The bytes published plans point into: a static buffer, handed out once
-/// and never reused, so a published `&'static [u8]` never changes.
-/// Page-aligned: a typical plan, its dumper command and `PATH` fit in the
-/// first page, one page fault.
-#[repr(C, align(4096))]
+/// and never reused, so a published `&'static [u8]` never changes. In
+/// `.bss`: only the pages written cost anything (one, typically).
 struct ArenaBytes(UnsafeCell<[u8; ARENA_SIZE]>);
 
 // SAFETY: regions are handed out by `Arena` under the install lock, each
@@ -36,7 +34,9 @@ struct ArenaBytes(UnsafeCell<[u8; ARENA_SIZE]>);
 unsafe impl Sync for ArenaBytes {}
 
 static ARENA_BYTES: ArenaBytes = ArenaBytes(UnsafeCell::new([0; ARENA_SIZE]));
-/// Bytes of [`ARENA_BYTES`] handed out so far.
+/// Bytes of [`ARENA_BYTES`] handed out so far. In `.data`: see
+/// [`DUMPER_WORDS`].
+#[link_section = ".data.coroner_start"]
 static ARENA_USED: AtomicUsize = AtomicUsize::new(0);
 
 /// Hands out the arena's free space. Only `install` makes one, under its
@@ -61,6 +61,12 @@ impl Arena {
         unsafe { core::slice::from_raw_parts_mut(base.add(used), ARENA_SIZE - used) }
     }
 
+    /// The free space if it has room for `n` bytes.
+    pub(crate) fn room(&mut self, n: usize) -> Option<&mut [u8]> {
+        let free = self.free();
+        (free.len() >= n).then_some(free)
+    }
+
     /// Claims the first `n` bytes of the free space, as they were written.
     pub(crate) fn keep(&mut self, n: usize) -> &'static [u8] {
         let used = ARENA_USED.load(Ordering::Relaxed).min(ARENA_SIZE);
@@ -76,7 +82,8 @@ impl Arena {
     /// `parts` joined and NUL-terminated, kept; `None` when a part holds a
     /// NUL or it does not fit (the caller then takes the slow way).
     pub(crate) fn path(&mut self, parts: &[&[u8]]) -> Option<&'static core::ffi::CStr> {
-        let free = crate::bytes::as_uninit(self.free());
+        let need = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+        let free = crate::bytes::as_uninit(self.room(need)?);
         let len = crate::start::join(free, parts)?.to_bytes_with_nul().len();
         let kept = self.keep(len);
         // SAFETY: `join` just wrote these bytes: the parts, which have no
@@ -88,7 +95,10 @@ impl Arena {
     /// when it is full (a very large configuration or `PATH`), leaked from
     /// the heap.
     pub(crate) fn copy(&mut self, bytes: &[u8]) -> &'static [u8] {
-        match self.free().get_mut(..bytes.len()) {
+        match self
+            .room(bytes.len())
+            .and_then(|f| f.get_mut(..bytes.len()))
+        {
             Some(dst) => {
                 crate::bytes::copy(dst, bytes);
                 self.keep(bytes.len())
@@ -105,13 +115,14 @@ impl Arena {
             len: 0,
         };
         fill(&mut sink);
-        if sink.len <= sink.buf.len() {
-            let n = sink.len;
-            return self.keep(n);
+        let need = sink.len;
+        if need > sink.buf.len() {
+            // A second pass, into the heap: the arena is full.
+            let mut v = Vec::with_capacity(need);
+            fill(&mut v);
+            return Box::leak(v.into_boxed_slice());
         }
-        let mut v = Vec::with_capacity(sink.len);
-        fill(&mut v);
-        Box::leak(v.into_boxed_slice())
+        self.keep(need)
     }
 }
 
@@ -165,30 +176,31 @@ pub(crate) fn plan_from_view(
         path
     };
     let debugger = ae.debugger.map(|words| {
-        let mut programs = [Program::AsIs; 1];
+        let mut programs = [Program::AsIs; MAX_PROGRAMS];
         let n = match words.program() {
             Some(p) => {
-                programs[0] = lookup(p, p.contains(&b'/'), || path_of(arena));
+                programs[0] = lookup(p.contains(&b'/'), || path_of(arena));
                 1
             }
             None => 0,
         };
-        Cmd::new(words, &programs[..n])
+        Cmd::new(words, programs, n)
     });
     let dumper = view.localdumps.as_ref().map(|ld| {
         let (folder, level) = ld.for_exe(exe);
-        let (program, programs, n): (&'static [u8], [Program; 3], usize) = match ld.dumper {
-            Some(p) => {
-                let one = lookup(p, p.contains(&b'/'), || path_of(arena));
-                (p, [one, Program::AsIs, Program::AsIs], 1)
-            }
-            None => {
-                let (list, n) = default_dumper(path_of(arena));
-                (b"coroner", list, n)
-            }
-        };
+        let (program, programs, n): (&'static [u8], [Program; MAX_PROGRAMS], usize) =
+            match ld.dumper {
+                Some(p) => {
+                    let one = lookup(p.contains(&b'/'), || path_of(arena));
+                    (p, [one, Program::AsIs, Program::AsIs], 1)
+                }
+                None => {
+                    let (list, n) = default_dumper(path_of(arena));
+                    (&DUMPER_WORDS.coroner[..], list, n)
+                }
+            };
         let words = dumper_cmd(program, level, folder, arena);
-        Cmd::new(words, &programs[..n])
+        Cmd::new(words, programs, n)
     });
     Plan {
         exe_name: exe,
@@ -217,24 +229,71 @@ pub(crate) fn empty_plan(report_fd: libc::c_int) -> Plan {
     }
 }
 
-/// Where the child finds `program`: as written when it has a `/` (execve
+/// Where the child finds a program: as written when it has a `/` (execve
 /// does no `PATH` search) or there is no `PATH` (a secure process), else on
 /// `PATH`, at crash time.
-fn lookup(
-    program: &'static [u8],
-    has_slash: bool,
-    path: impl FnOnce() -> Option<&'static [u8]>,
-) -> Program {
+fn lookup(has_slash: bool, path: impl FnOnce() -> Option<&'static [u8]>) -> Program {
     if has_slash {
         return Program::AsIs;
     }
     match path() {
-        Some(path) => Program::Search {
-            name: program,
-            path,
-        },
+        Some(path) => Program::Search { path },
         None => Program::AsIs,
     }
+}
+
+/// The literal words of the dumper's command line, in `.data` rather than
+/// `.rodata`: the library's `.data` page is written by its relocations
+/// anyway, where the first read of a `.rodata` page is one more page fault
+/// at start-up.
+#[repr(C)]
+struct DumperWords {
+    coroner: [u8; 7],
+    dump: [u8; 4],
+    outcome: [u8; 14],
+    reason: [u8; 13],
+    note: [u8; 11],
+    accepteula: [u8; 11],
+    j: [u8; 2],
+    mm: [u8; 3],
+    mp: [u8; 3],
+    ma: [u8; 3],
+    format: [u8; 8],
+    core: [u8; 4],
+}
+
+#[link_section = ".data.coroner_start"]
+static DUMPER_WORDS: DumperWords = DumperWords {
+    coroner: *b"coroner",
+    dump: *b"dump",
+    outcome: *b"--jit-outcome=",
+    reason: *b"--jit-reason=",
+    note: *b"--jit-note=",
+    accepteula: *b"-accepteula",
+    j: *b"-j",
+    mm: *b"-mm",
+    mp: *b"-mp",
+    ma: *b"-ma",
+    format: *b"--format",
+    core: *b"core",
+};
+
+/// `DumpLevel::dump_args` from [`DUMPER_WORDS`], by the level's
+/// declaration order. A table (its references are relocated, so it lives
+/// on a page written at load) rather than a `match`, which compiles to a
+/// jump table in `.rodata`.
+static LEVEL_ARGS: [([&[u8]; 3], usize); 4] = {
+    let w = &DUMPER_WORDS;
+    [
+        ([&w.mm, &[], &[]], 1),
+        ([&w.mp, &[], &[]], 1),
+        ([&w.ma, &[], &[]], 1),
+        ([&w.ma, &w.format, &w.core], 3),
+    ]
+};
+
+fn level_args(level: DumpLevel) -> ([&'static [u8]; 3], usize) {
+    LEVEL_ARGS[(level as usize).min(3)]
 }
 
 /// `<dumper> dump --jit-outcome=<o> --jit-reason=<r> [--jit-note=<msg>]
@@ -249,25 +308,26 @@ pub(crate) fn dumper_cmd(
     folder: &[u8],
     arena: &mut Arena,
 ) -> CmdRef<'static> {
+    let w = &DUMPER_WORDS;
+    let (args, nargs) = level_args(level);
     let bytes = arena.encode(|s: &mut dyn Sink| {
-        let args = level.dump_args();
-        put_cmd_header(s, 11 + args.len() as u32);
+        put_cmd_header(s, 11 + nargs as u32);
         put_lit_word(s, dumper);
-        put_lit_word(s, b"dump");
+        put_lit_word(s, &w.dump);
         for (prefix, piece) in [
-            (&b"--jit-outcome="[..], PieceRef::Outcome),
-            (b"--jit-reason=", PieceRef::Reason),
-            (b"--jit-note=", PieceRef::Note),
+            (&w.outcome[..], PieceRef::Outcome),
+            (&w.reason, PieceRef::Reason),
+            (&w.note, PieceRef::Note),
         ] {
             put_word_header(s, 2);
             put_piece(s, PieceRef::Lit(prefix));
             put_piece(s, piece);
         }
-        put_lit_word(s, b"-accepteula");
-        for a in args {
-            put_lit_word(s, a.as_bytes());
+        put_lit_word(s, &w.accepteula);
+        for a in &args[..nargs] {
+            put_lit_word(s, a);
         }
-        put_lit_word(s, b"-j");
+        put_lit_word(s, &w.j);
         put_lit_word(s, folder);
         for p in [PieceRef::Pid, PieceRef::Event, PieceRef::JitAddr] {
             put_word_header(s, 1);
@@ -287,21 +347,19 @@ pub(crate) fn dumper_cmd(
 /// `coroner` on `PATH`, else beside this library (or the executable that
 /// links the runtime; through a symbolic link too, as `coroner run`'s
 /// preload tree has), else beside `/proc/self/exe`.
-pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; 3], usize) {
-    let name: &'static [u8] = b"coroner";
-    let mut programs = [Program::AsIs; 3];
+pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; MAX_PROGRAMS], usize) {
+    let mut programs = [Program::AsIs; MAX_PROGRAMS];
     let mut n = 0;
     if let Some(path) = path {
-        programs[n] = Program::Search { name, path };
+        programs[n] = Program::Search { path };
         n += 1;
     }
     if let Some(object) = own_object_path() {
-        programs[n] = Program::Beside { object, name };
+        programs[n] = Program::Beside { object };
         n += 1;
     }
     programs[n] = Program::Beside {
         object: b"/proc/self/exe",
-        name,
     };
     (programs, n + 1)
 }
@@ -412,13 +470,7 @@ mod tests {
                 ".jdinfo 0x<addr>"
             ]
         );
-        assert_eq!(
-            cmd.programs(),
-            [Program::Search {
-                name: b"mydbg",
-                path: b"/a:/b"
-            }]
-        );
+        assert_eq!(cmd.programs(), [Program::Search { path: b"/a:/b" }]);
         // No PATH (a secure process): as written.
         let plan = plan_for(t, None, -1);
         assert_eq!(plan.debugger.unwrap().programs(), [Program::AsIs]);
@@ -435,26 +487,19 @@ mod tests {
         let plan = plan_for("[localdumps]\nfolder = \"/d\"\n", Some("/bin"), -1);
         let cmd = plan.dumper.unwrap();
         let p = cmd.programs();
-        assert!(matches!(
-            p[0],
-            Program::Search {
-                name: b"coroner",
-                path: b"/bin"
-            }
-        ));
+        assert_eq!(p[0], Program::Search { path: b"/bin" });
         // The test binary links the runtime: its own path, then /proc/self/exe.
         let me = std::env::current_exe().unwrap();
         assert!(
-            matches!(p[1], Program::Beside { object, .. } if Path::new(std::ffi::OsStr::from_bytes(object)) == me),
+            matches!(p[1], Program::Beside { object } if Path::new(std::ffi::OsStr::from_bytes(object)) == me),
             "{p:?}"
         );
-        assert!(matches!(
+        assert_eq!(
             p[2],
             Program::Beside {
-                object: b"/proc/self/exe",
-                ..
+                object: b"/proc/self/exe"
             }
-        ));
+        );
         assert_eq!(words(&cmd)[0], "coroner");
     }
 
@@ -494,6 +539,21 @@ mod tests {
         let cmd = plan.dumper.unwrap();
         assert_eq!(words(&cmd)[6..9], ["-ma", "--format", "core"]);
         assert_eq!(cmd.programs(), [Program::AsIs]);
+    }
+
+    #[test]
+    fn level_arguments_are_dump_args() {
+        for l in [
+            DumpLevel::Mini,
+            DumpLevel::MiniPlus,
+            DumpLevel::Full,
+            DumpLevel::Core,
+        ] {
+            let (args, n) = level_args(l);
+            let ours: Vec<&[u8]> = args[..n].to_vec();
+            let theirs: Vec<&[u8]> = l.dump_args().iter().map(|a| a.as_bytes()).collect();
+            assert_eq!(ours, theirs);
+        }
     }
 
     #[test]

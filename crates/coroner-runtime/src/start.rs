@@ -29,8 +29,30 @@ use core::mem::MaybeUninit;
 use coroner_config::plan::{ContentHash, PlanView, Role, Stamp, MAX_PLAN, SUFFIX};
 use coroner_config::ConfigError;
 
-/// The system file (`coroner_config::SYSTEM_CONFIG`).
-const SYSTEM: &CStr = c"/etc/coroner/coroner.toml";
+/// The strings the quick path reads when there is no configuration, in
+/// `.data` rather than `.rodata`: the library's `.data` page is written by
+/// its relocations anyway, where the first read of a `.rodata` page is one
+/// more page fault. The system file (`coroner_config::SYSTEM_CONFIG`),
+/// NUL-terminated, then the per-user file below `$HOME`.
+#[link_section = ".data.coroner_start"]
+static PATHS: [u8; 55] = *b"/etc/coroner/coroner.toml\0/.config/coroner/coroner.toml";
+
+/// The system file.
+fn system() -> &'static CStr {
+    // SAFETY: the first 26 bytes of PATHS are the path and its one NUL.
+    unsafe { CStr::from_bytes_with_nul_unchecked(&PATHS[..26]) }
+}
+
+/// The per-user file below `$HOME` (`/.config/coroner/coroner.toml`) or
+/// below `$XDG_CONFIG_HOME` (`/coroner/coroner.toml`).
+fn user_suffix(xdg: bool) -> &'static [u8] {
+    if xdg {
+        &PATHS[34..]
+    } else {
+        &PATHS[26..]
+    }
+}
+
 /// Files larger than this are `load`'s to refuse.
 const MAX_FILE: u64 = 1 << 20;
 
@@ -184,14 +206,18 @@ fn join_or_keep<'b>(
 }
 
 /// The per-user file's path parts, as `Sources::from_vars` finds it.
-pub(crate) fn user_file<'e>(env: &Env<'e>) -> Option<[&'e [u8]; 3]> {
-    let (base, rest): (&[u8], &'static [u8]) =
-        match env.xdg_config_home.filter(|x| x.starts_with(b"/")) {
-            Some(x) => (x, b"coroner/coroner.toml"),
-            None => (env.home?, b".config/coroner/coroner.toml"),
-        };
-    let sep: &'static [u8] = if base.ends_with(b"/") { b"" } else { b"/" };
-    Some([base, sep, rest])
+pub(crate) fn user_file<'e>(env: &Env<'e>) -> Option<[&'e [u8]; 2]> {
+    let (base, rest) = match env.xdg_config_home.filter(|x| x.starts_with(b"/")) {
+        Some(x) => (x, user_suffix(true)),
+        None => (env.home?, user_suffix(false)),
+    };
+    // `Path::join` adds no second separator.
+    let rest = if base.ends_with(b"/") {
+        &rest[1..]
+    } else {
+        rest
+    };
+    Some([base, rest])
 }
 
 /// How a configuration file is checked: as `coroner_config::load` checks
@@ -292,7 +318,7 @@ fn writable_by_others(st: &libc::stat) -> bool {
 /// The quick look at one configuration file: open, check on the
 /// descriptor, hash while reading (into the arena's free space, whose
 /// bytes are not kept: a static buffer costs only the pages a read writes,
-/// where a large stack buffer costs every page of it).
+/// where a large stack buffer costs every page of it, probed).
 pub(crate) fn look(path: &CStr, role: Role, kind: Kind, arena: &mut Arena) -> Look {
     let fd = open(path, matches!(kind, Kind::System(_)));
     if fd < 0 {
@@ -360,7 +386,7 @@ pub(crate) enum Quick {
 
 /// Steps 1 to 4 of the module docs.
 pub(crate) fn quick(env: &Env<'_>, secure: bool, arena: &mut Arena) -> Quick {
-    quick_with(env, secure, SYSTEM, 0, arena)
+    quick_with(env, secure, system(), 0, arena)
 }
 
 /// [`quick`] with the system file and its trusted owner given (tests).
@@ -451,15 +477,10 @@ fn read_plan(path: &CStr, owner: u32, arena: &mut Arena) -> Option<usize> {
     }
     let len = fstat(fd).and_then(|st| {
         let size = usize::try_from(st.st_size).ok()?;
-        let free = arena.free();
-        if !is_regular(&st)
-            || writable_by_others(&st)
-            || st.st_uid != owner
-            || size > MAX_PLAN
-            || size >= free.len()
-        {
+        if !is_regular(&st) || writable_by_others(&st) || st.st_uid != owner || size > MAX_PLAN {
             return None;
         }
+        let free = arena.room(size + 1)?;
         // Up to the size fstat gave; a plan that changes meanwhile reads
         // torn and fails its checks.
         let mut got = 0usize;
@@ -537,7 +558,7 @@ mod tests {
         assert_eq!(e.xdg_config_home, None, "empty is unset");
         assert_eq!(e.path, Some(&b"/bin"[..]));
         assert_eq!(report_fd(&e, true), -1);
-        let joined = |parts: [&[u8]; 3]| -> PathBuf {
+        let joined = |parts: [&[u8]; 2]| -> PathBuf {
             let mut buf = [MaybeUninit::<u8>::uninit(); 256];
             let c = join(&mut buf, &parts).unwrap();
             PathBuf::from(std::str::from_utf8(c.to_bytes()).unwrap())
@@ -678,6 +699,13 @@ mod tests {
             s.quick(&sys, Some(&s.path("none.toml"))),
             Quick::Full { store: false }
         ));
+    }
+
+    #[test]
+    fn the_paths_in_data_are_the_paths() {
+        assert_eq!(system().to_str().unwrap(), coroner_config::SYSTEM_CONFIG);
+        assert_eq!(user_suffix(false), b"/.config/coroner/coroner.toml");
+        assert_eq!(user_suffix(true), b"/coroner/coroner.toml");
     }
 
     #[test]
