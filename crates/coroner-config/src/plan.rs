@@ -161,18 +161,23 @@ impl Sink for Vec<u8> {
     }
 }
 
+#[inline]
 fn put_u8<S: Sink + ?Sized>(s: &mut S, v: u8) {
     s.put(&[v]);
 }
+#[inline]
 fn put_u32<S: Sink + ?Sized>(s: &mut S, v: u32) {
     s.put(&v.to_le_bytes());
 }
+#[inline]
 fn put_u64<S: Sink + ?Sized>(s: &mut S, v: u64) {
     s.put(&v.to_le_bytes());
 }
+#[inline]
 fn put_i64<S: Sink + ?Sized>(s: &mut S, v: i64) {
     s.put(&v.to_le_bytes());
 }
+#[inline]
 fn put_bytes<S: Sink + ?Sized>(s: &mut S, b: &[u8]) {
     put_u32(s, u32::try_from(b.len()).unwrap_or(u32::MAX));
     s.put(b);
@@ -207,35 +212,62 @@ pub enum PieceRef<'a> {
 }
 
 /// Starts a command of `words` words.
+#[inline]
 pub fn put_cmd_header<S: Sink + ?Sized>(s: &mut S, words: u32) {
     put_u32(s, words);
 }
 
 /// Starts a word of `pieces` pieces.
+#[inline]
 pub fn put_word_header<S: Sink + ?Sized>(s: &mut S, pieces: u32) {
     put_u32(s, pieces);
+}
+
+/// A piece filled in at crash time. The discriminant is the tag, so
+/// encoding one is a byte store (a `match` would compile to a table in
+/// `.rodata`, one more page fault at the runtime's start-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fill {
+    Pid = TAG_PID,
+    Event = TAG_EVENT,
+    JitAddr = TAG_JIT_ADDR,
+    Outcome = TAG_OUTCOME,
+    Reason = TAG_REASON,
+    Note = TAG_NOTE,
+}
+
+/// Appends a literal piece to the current word.
+#[inline]
+pub fn put_lit<S: Sink + ?Sized>(s: &mut S, b: &[u8]) {
+    put_u8(s, TAG_LIT);
+    put_bytes(s, b);
+}
+
+/// Appends a piece filled in at crash time to the current word.
+#[inline]
+pub fn put_fill<S: Sink + ?Sized>(s: &mut S, f: Fill) {
+    put_u8(s, f as u8);
 }
 
 /// Appends one piece to the current word.
 pub fn put_piece<S: Sink + ?Sized>(s: &mut S, p: PieceRef<'_>) {
     match p {
-        PieceRef::Lit(b) => {
-            put_u8(s, TAG_LIT);
-            put_bytes(s, b);
-        }
-        PieceRef::Pid => put_u8(s, TAG_PID),
-        PieceRef::Event => put_u8(s, TAG_EVENT),
-        PieceRef::JitAddr => put_u8(s, TAG_JIT_ADDR),
-        PieceRef::Outcome => put_u8(s, TAG_OUTCOME),
-        PieceRef::Reason => put_u8(s, TAG_REASON),
-        PieceRef::Note => put_u8(s, TAG_NOTE),
+        PieceRef::Lit(b) => put_lit(s, b),
+        PieceRef::Pid => put_fill(s, Fill::Pid),
+        PieceRef::Event => put_fill(s, Fill::Event),
+        PieceRef::JitAddr => put_fill(s, Fill::JitAddr),
+        PieceRef::Outcome => put_fill(s, Fill::Outcome),
+        PieceRef::Reason => put_fill(s, Fill::Reason),
+        PieceRef::Note => put_fill(s, Fill::Note),
     }
 }
 
 /// Appends a word of literal bytes.
+#[inline]
 pub fn put_lit_word<S: Sink + ?Sized>(s: &mut S, b: &[u8]) {
     put_word_header(s, 1);
-    put_piece(s, PieceRef::Lit(b));
+    put_lit(s, b);
 }
 
 fn millis(d: Duration) -> i64 {

@@ -14,7 +14,7 @@ use crate::crash::{Cmd, Plan, Program, MAX_PROGRAMS};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use coroner_config::plan::{
-    put_cmd_header, put_lit_word, put_piece, put_word_header, CmdRef, PieceRef, PlanView, Sink,
+    put_cmd_header, put_fill, put_lit, put_lit_word, put_word_header, CmdRef, Fill, PlanView, Sink,
 };
 use coroner_config::DumpLevel;
 
@@ -22,20 +22,26 @@ use coroner_config::DumpLevel;
 /// (ignored in `AT_SECURE` processes).
 pub const ENV_RUN_FD: &str = "CORONER_RUN_FD";
 
-const ARENA_SIZE: usize = 32 * 1024;
+/// The arena's first region, in `.data`: the library's `.data` pages are
+/// written at load anyway (relocations, the zeroed start of `.bss`), so a
+/// typical plan, its dumper command and `PATH` cost no page fault there.
+const FIRST_SIZE: usize = 1536;
+/// The rest, in `.bss` (one page fault per page used).
+const REST_SIZE: usize = 32 * 1024;
 
-/// The bytes published plans point into: a static buffer, handed out once
-/// and never reused, so a published `&'static [u8]` never changes. In
-/// `.bss`: only the pages written cost anything (one, typically).
-struct ArenaBytes(UnsafeCell<[u8; ARENA_SIZE]>);
+/// Bytes published plans point into: static buffers, handed out once and
+/// never reused, so a published `&'static [u8]` never changes.
+struct ArenaBytes<const N: usize>(UnsafeCell<[u8; N]>);
 
 // SAFETY: regions are handed out by `Arena` under the install lock, each
 // once (the offset only grows), and are only read once handed out.
-unsafe impl Sync for ArenaBytes {}
+unsafe impl<const N: usize> Sync for ArenaBytes<N> {}
 
-static ARENA_BYTES: ArenaBytes = ArenaBytes(UnsafeCell::new([0; ARENA_SIZE]));
-/// Bytes of [`ARENA_BYTES`] handed out so far. In `.data`: see
-/// [`DUMPER_WORDS`].
+#[link_section = ".data.coroner_start"]
+static FIRST: ArenaBytes<FIRST_SIZE> = ArenaBytes(UnsafeCell::new([0; FIRST_SIZE]));
+static REST: ArenaBytes<REST_SIZE> = ArenaBytes(UnsafeCell::new([0; REST_SIZE]));
+/// Bytes handed out so far, counting through FIRST then REST. In `.data`
+/// (see [`FIRST`]).
 #[link_section = ".data.coroner_start"]
 static ARENA_USED: AtomicUsize = AtomicUsize::new(0);
 
@@ -50,30 +56,46 @@ impl Arena {
         Arena(())
     }
 
-    /// The free space, to write into before [`Arena::keep`] claims a prefix.
+    /// The current region's base, size, and bytes used in it.
+    fn region(&self) -> (*mut u8, usize, usize) {
+        let used = ARENA_USED
+            .load(Ordering::Relaxed)
+            .min(FIRST_SIZE + REST_SIZE);
+        if used < FIRST_SIZE {
+            (FIRST.0.get().cast(), FIRST_SIZE, used)
+        } else {
+            (REST.0.get().cast(), REST_SIZE, used - FIRST_SIZE)
+        }
+    }
+
+    /// The free space of the current region, to write into before
+    /// [`Arena::keep`] claims a prefix.
     pub(crate) fn free(&mut self) -> &mut [u8] {
-        let used = ARENA_USED.load(Ordering::Relaxed).min(ARENA_SIZE);
-        let base = ARENA_BYTES.0.get().cast::<u8>();
-        // SAFETY: bytes from `used` on are inside the static and were never
+        let (base, size, used) = self.region();
+        // SAFETY: bytes from `used` on are inside the region and were never
         // handed out, and `&mut self` (one Arena, under the install lock)
         // makes this the only access to them; no reference to the whole
         // array is made, so the kept regions are not touched.
-        unsafe { core::slice::from_raw_parts_mut(base.add(used), ARENA_SIZE - used) }
+        unsafe { core::slice::from_raw_parts_mut(base.add(used), size - used) }
     }
 
-    /// The free space if it has room for `n` bytes.
+    /// Free space of at least `n` bytes: the current region's, or the next
+    /// one's (the rest of the first region is then left unused); `None`
+    /// when neither has room.
     pub(crate) fn room(&mut self, n: usize) -> Option<&mut [u8]> {
+        if self.free().len() < n && ARENA_USED.load(Ordering::Relaxed) < FIRST_SIZE {
+            ARENA_USED.store(FIRST_SIZE, Ordering::Relaxed);
+        }
         let free = self.free();
         (free.len() >= n).then_some(free)
     }
 
     /// Claims the first `n` bytes of the free space, as they were written.
     pub(crate) fn keep(&mut self, n: usize) -> &'static [u8] {
-        let used = ARENA_USED.load(Ordering::Relaxed).min(ARENA_SIZE);
-        let n = n.min(ARENA_SIZE - used);
-        ARENA_USED.store(used + n, Ordering::Relaxed);
-        let base = ARENA_BYTES.0.get().cast::<u8>();
-        // SAFETY: `used + n` is within the static; these bytes are now out
+        let (base, size, used) = self.region();
+        let n = n.min(size - used);
+        ARENA_USED.fetch_add(n, Ordering::Relaxed);
+        // SAFETY: `used + n` is within the region; these bytes are now out
         // of the free space for good and never written again, so a shared
         // 'static borrow of them is sound.
         unsafe { core::slice::from_raw_parts(base.add(used), n) }
@@ -115,12 +137,17 @@ impl Arena {
             len: 0,
         };
         fill(&mut sink);
+        // A second pass when it did not fit: into the next region, or the
+        // heap.
         let need = sink.len;
         if need > sink.buf.len() {
-            // A second pass, into the heap: the arena is full.
-            let mut v = Vec::with_capacity(need);
-            fill(&mut v);
-            return Box::leak(v.into_boxed_slice());
+            let Some(buf) = self.room(need) else {
+                let mut v = Vec::with_capacity(need);
+                fill(&mut v);
+                return Box::leak(v.into_boxed_slice());
+            };
+            sink = ArenaSink { buf, len: 0 };
+            fill(&mut sink);
         }
         self.keep(need)
     }
@@ -314,14 +341,14 @@ pub(crate) fn dumper_cmd(
         put_cmd_header(s, 11 + nargs as u32);
         put_lit_word(s, dumper);
         put_lit_word(s, &w.dump);
-        for (prefix, piece) in [
-            (&w.outcome[..], PieceRef::Outcome),
-            (&w.reason, PieceRef::Reason),
-            (&w.note, PieceRef::Note),
+        for (prefix, fill) in [
+            (&w.outcome[..], Fill::Outcome),
+            (&w.reason, Fill::Reason),
+            (&w.note, Fill::Note),
         ] {
             put_word_header(s, 2);
-            put_piece(s, PieceRef::Lit(prefix));
-            put_piece(s, piece);
+            put_lit(s, prefix);
+            put_fill(s, fill);
         }
         put_lit_word(s, &w.accepteula);
         for a in &args[..nargs] {
@@ -329,9 +356,9 @@ pub(crate) fn dumper_cmd(
         }
         put_lit_word(s, &w.j);
         put_lit_word(s, folder);
-        for p in [PieceRef::Pid, PieceRef::Event, PieceRef::JitAddr] {
+        for fill in [Fill::Pid, Fill::Event, Fill::JitAddr] {
             put_word_header(s, 1);
-            put_piece(s, p);
+            put_fill(s, fill);
         }
     });
     // The encoder above is the format's own, so this parses to the end;
@@ -386,17 +413,21 @@ fn own_object_path() -> Option<&'static [u8]> {
 /// arena (empty when unreadable). The link is read straight into the
 /// arena (a 4 KiB stack buffer would be probed, page by page).
 pub(crate) fn exe_name(arena: &mut Arena) -> &'static [u8] {
-    let free = arena.free();
+    let link = c"/proc/self/exe";
     // SAFETY: readlink writes at most `free.len()` bytes into `free`; the
     // path is a NUL-terminated literal.
-    let n = unsafe {
-        libc::readlink(
-            c"/proc/self/exe".as_ptr(),
-            free.as_mut_ptr().cast(),
-            free.len(),
-        )
+    let read = |free: &mut [u8]| unsafe {
+        libc::readlink(link.as_ptr(), free.as_mut_ptr().cast(), free.len())
     };
-    if n <= 0 || n as usize >= free.len() {
+    let mut n = read(arena.free());
+    if n > 0 && n as usize >= arena.free().len() {
+        // Truncated in what is left of the first region: a whole page.
+        n = match arena.room(4096) {
+            Some(free) => read(free),
+            None => -1,
+        };
+    }
+    if n <= 0 || n as usize >= arena.free().len() {
         return &[];
     }
     basename(arena.keep(n as usize))
@@ -415,7 +446,7 @@ pub(crate) fn basename(path: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coroner_config::plan::{encode, Role, Stamp};
+    use coroner_config::plan::{encode, PieceRef, Role, Stamp};
     use std::path::Path;
 
     fn words(cmd: &Cmd) -> Vec<String> {
@@ -539,6 +570,23 @@ mod tests {
         let cmd = plan.dumper.unwrap();
         assert_eq!(words(&cmd)[6..9], ["-ma", "--format", "core"]);
         assert_eq!(cmd.programs(), [Program::AsIs]);
+    }
+
+    #[test]
+    fn arena_regions_hand_out_distinct_bytes() {
+        let _lock = crate::test_lock();
+        // SAFETY: the test lock stands for the install lock.
+        let mut arena = unsafe { Arena::new() };
+        let a = arena.copy(b"first");
+        // Larger than the first region: from the rest.
+        let big = vec![7u8; FIRST_SIZE + 10];
+        let b = arena.copy(&big);
+        let c = arena.copy(b"third");
+        assert_eq!((a, b, c), (&b"first"[..], &big[..], &b"third"[..]));
+        let end = |x: &[u8]| x.as_ptr() as usize + x.len();
+        for (x, y) in [(a, b), (a, c), (b, c)] {
+            assert!(end(x) <= y.as_ptr() as usize || end(y) <= x.as_ptr() as usize);
+        }
     }
 
     #[test]

@@ -295,6 +295,18 @@ fn fstat(fd: libc::c_int) -> Option<libc::stat> {
     Some(unsafe { st.assume_init() })
 }
 
+/// `read(2)` into a buffer nobody zeroed, retried on EINTR.
+fn read_uninit(fd: libc::c_int, buf: &mut [MaybeUninit<u8>]) -> isize {
+    loop {
+        // SAFETY: read(2) of at most `buf.len()` bytes into `buf`.
+        let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) } as isize;
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        return n;
+    }
+}
+
 /// `read(2)` retried on EINTR.
 fn read(fd: libc::c_int, buf: &mut [u8]) -> isize {
     loop {
@@ -316,10 +328,9 @@ fn writable_by_others(st: &libc::stat) -> bool {
 }
 
 /// The quick look at one configuration file: open, check on the
-/// descriptor, hash while reading (into the arena's free space, whose
-/// bytes are not kept: a static buffer costs only the pages a read writes,
-/// where a large stack buffer costs every page of it, probed).
-pub(crate) fn look(path: &CStr, role: Role, kind: Kind, arena: &mut Arena) -> Look {
+/// descriptor, hash while reading (through a 1 KiB stack buffer: a larger
+/// one is probed page by page, and the arena is kept for what stays).
+pub(crate) fn look(path: &CStr, role: Role, kind: Kind) -> Look {
     let fd = open(path, matches!(kind, Kind::System(_)));
     if fd < 0 {
         return match (errno(), kind) {
@@ -339,21 +350,22 @@ pub(crate) fn look(path: &CStr, role: Role, kind: Kind, arena: &mut Arena) -> Lo
         if !ok {
             return None;
         }
-        let scratch = arena.free();
+        let mut chunk = [MaybeUninit::<u8>::uninit(); 1024];
         let mut h = ContentHash::new();
         let mut size = 0u64;
         // Up to the size fstat gave (a regular file reads short only at
         // its end, so one read does for a small file), or an early end.
         while size < st.st_size as u64 {
-            let n = read(fd, scratch);
+            let n = read_uninit(fd, &mut chunk);
             if n < 0 {
                 return None;
             }
             if n == 0 {
                 break;
             }
-            let n = n as usize;
-            h.update(scratch.get(..n)?);
+            let n = (n as usize).min(chunk.len());
+            // SAFETY: read(2) wrote the first `n` bytes.
+            h.update(unsafe { crate::bytes::assume_init(&chunk[..n]) });
             size += n as u64;
             if size > MAX_FILE {
                 return None;
@@ -413,7 +425,7 @@ pub(crate) fn quick_with(
             let Some(path) = join_or_keep(&mut buf, arena, &[over]) else {
                 return Quick::Full { store: false };
             };
-            match look(path, Role::Override, Kind::Override, arena) {
+            match look(path, Role::Override, Kind::Override) {
                 Look::Found(f) => {
                     stamps[n] = f.stamp;
                     n += 1;
@@ -423,7 +435,7 @@ pub(crate) fn quick_with(
             }
         }
         None => {
-            match look(system, Role::System, Kind::System(trusted_owner), arena) {
+            match look(system, Role::System, Kind::System(trusted_owner)) {
                 Look::Absent => {}
                 Look::Found(f) => {
                     stamps[n] = f.stamp;
@@ -436,7 +448,7 @@ pub(crate) fn quick_with(
                 let Some(user) = join_or_keep(&mut buf, arena, &parts) else {
                     return Quick::Full { store: false };
                 };
-                match look(user, Role::User, Kind::User, arena) {
+                match look(user, Role::User, Kind::User) {
                     Look::Absent => {}
                     Look::Found(f) => {
                         stamps[n] = f.stamp;
