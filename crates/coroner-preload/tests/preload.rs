@@ -318,6 +318,55 @@ fn excluded_and_declined_do_not_launch() {
     assert!(!out.exists());
 }
 
+/// The compiled plan beside the configuration (docs/jit.md, "Start-up"):
+/// the first start writes it and later starts use it instead of the TOML,
+/// but only while it was compiled from exactly the file's bytes and is
+/// owned by the file's owner.
+#[test]
+fn the_plan_is_used_only_when_fresh_and_trusted() {
+    use coroner_config::plan::{encode, plan_path, PlanView, Role, Stamp};
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probe");
+    let cfg = dir.path().join("coroner.toml");
+    let plan = plan_path(&cfg);
+    // Two configurations of the same size: the second excludes the crasher.
+    let launches = format!("{}exclude = ['nomatch']\n", probe_debugger(&out, false));
+    let excludes = format!("{}exclude = ['crash**']\n", probe_debugger(&out, false));
+    assert_eq!(launches.len(), excludes.len());
+    let crash = |text: &str| {
+        let r = run(
+            dir.path(),
+            text,
+            &crasher_path().unwrap(),
+            &["segv-null"],
+            false,
+        );
+        assert_eq!(r.out.status.signal(), Some(libc::SIGSEGV), "{:?}", r.out);
+        r.report.unwrap()["debugger"].clone()
+    };
+    assert_eq!(crash(&launches), "launched");
+    let bytes = std::fs::read(&plan).expect("the first start wrote the plan");
+    let stamp = [Stamp::of(Role::Override, launches.as_bytes())];
+    assert!(PlanView::parse(&bytes).unwrap().compiled_from(&stamp));
+    // Edited in place, same size: the stale plan is not used.
+    assert_eq!(crash(&excludes), "excluded");
+    // A plan stamped with the file's bytes is what a start believes: this
+    // one says no debugger.
+    let forged = encode(&coroner_config::Config::default(), &stamp);
+    std::fs::write(&plan, &forged).unwrap();
+    std::fs::write(&cfg, &launches).unwrap();
+    assert_eq!(crash(&launches), "none", "the plan, not the TOML");
+    // Owned by someone else, it is not used (and is replaced).
+    // SAFETY: geteuid takes no arguments.
+    if unsafe { libc::geteuid() } == 0 {
+        std::fs::write(&plan, &forged).unwrap();
+        std::os::unix::fs::chown(&plan, Some(65534), Some(65534)).unwrap();
+        assert_eq!(crash(&launches), "launched");
+        assert_eq!(std::fs::metadata(&plan).unwrap().uid(), 0);
+    }
+}
+
 #[test]
 fn threads_crash_is_handled_once() {
     let dir = tempfile::tempdir().unwrap();
