@@ -725,9 +725,15 @@ pub(crate) fn read_loads(
     };
     let avail = (l.filesz - rel).min(file_len.saturating_sub(off));
     let n = usize::try_from(avail).unwrap_or(usize::MAX).min(buf.len());
+    read_full_at(file, &mut buf[..n], off)
+}
+
+/// `pread` until `buf` is full or EOF; the bytes read (an error only when
+/// nothing could be read).
+pub(crate) fn read_full_at(f: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
     let mut done = 0;
-    while done < n {
-        match file.read_at(&mut buf[done..n], off + done as u64) {
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], pos.saturating_add(done as u64)) {
             Ok(0) => break,
             Ok(k) => done += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -130,8 +130,8 @@ fn page_up(a: u64) -> u64 {
         .map_or(!(PAGE_SIZE - 1), page_down)
 }
 
-/// Sort and merge half-open `[start, end)` ranges.
-fn merge_ranges(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+/// Sort and merge half-open `[start, end)` ranges (empty ones dropped).
+pub(crate) fn merge_ranges(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     v.retain(|r| r.0 < r.1);
     v.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());

@@ -62,6 +62,7 @@ use crate::corefile::{
     self, parse_header, CoreMeta, HeaderProblem, LoadSegment, MAX_NOTE_BYTES, MAX_PHDRS, PN_XNUM,
     PT_LOAD, PT_NOTE,
 };
+use crate::elfcore::merge_ranges;
 use crate::plan::{plan_regions, DumpLevel, Region};
 use coroner_proc::{MemorySource, ProcessSnapshot};
 use coroner_types::CrashContext;
@@ -309,7 +310,7 @@ impl MemorySource for StreamMemory {
                             let Some(pos) = at.checked_add(rel) else {
                                 return Ok(0);
                             };
-                            return read_full_at(f, &mut buf[..n], pos);
+                            return corefile::read_full_at(f, &mut buf[..n], pos);
                         }
                     }
                     Store::Dropped => {}
@@ -321,21 +322,6 @@ impl MemorySource for StreamMemory {
             None => Ok(0),
         }
     }
-}
-
-/// `pread` until `buf` is full or EOF; the bytes read.
-fn read_full_at(f: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], pos.saturating_add(done as u64)) {
-            Ok(0) => break,
-            Ok(k) => done += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if done == 0 => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(done)
 }
 
 /// No memory at all (for the snapshot built before the memory arrives).
@@ -632,20 +618,6 @@ impl Keeper {
 /// Half-open address ranges `[start, end)`.
 type Ranges = Vec<(u64, u64)>;
 
-/// Sorted, merged copy of half-open ranges (empty ones dropped).
-fn merge(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
-    v.retain(|r| r.0 < r.1);
-    v.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
-    for (s, e) in v {
-        match out.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => out.push((s, e)),
-        }
-    }
-    out
-}
-
 /// `a` minus `b` (both sorted and merged).
 fn subtract(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -716,7 +688,7 @@ fn mini_ranges(snap: &ProcessSnapshot, crash: Option<&CrashContext>) -> Vec<(u64
             v.push((m.start, m.end));
         }
     }
-    merge(v)
+    merge_ranges(v)
 }
 
 /// Split address ranges into per-segment pieces (file data only).
@@ -794,7 +766,9 @@ fn plan_pieces(
             let bulk = match (level, plain_core) {
                 (DumpLevel::Mini, _) | (_, true) => Vec::new(),
                 (level, false) => {
-                    let all = merge(regions_to_ranges(&plan_regions(snap, level, crash)).collect());
+                    let all = merge_ranges(
+                        regions_to_ranges(&plan_regions(snap, level, crash)).collect(),
+                    );
                     subtract(&all, &mini)
                 }
             };
@@ -809,7 +783,7 @@ fn plan_pieces(
                     .iter()
                     .map(|l| (l.vaddr, l.vaddr.saturating_add(l.filesz)))
                     .collect();
-                (Vec::new(), merge(all))
+                (Vec::new(), merge_ranges(all))
             }
         }
     };
@@ -2285,7 +2259,7 @@ mod tests {
     #[test]
     fn interval_helpers() {
         assert_eq!(
-            merge(vec![(5, 9), (1, 3), (2, 4), (9, 9), (9, 10)]),
+            merge_ranges(vec![(5, 9), (1, 3), (2, 4), (9, 9), (9, 10)]),
             [(1, 4), (5, 10)]
         );
         assert_eq!(
