@@ -12,55 +12,12 @@
 
 mod common;
 
+use common::sysctl::{run, trim_nl, Restore, PATTERN, PIPE_LIMIT};
 use common::{coroner, crasher, tool};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const PATTERN: &str = "/proc/sys/kernel/core_pattern";
-const PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
-
-/// Puts the sysctls back as they were, whatever happens.
-struct Restore {
-    pattern: Vec<u8>,
-    limit: Vec<u8>,
-}
-
-impl Restore {
-    fn save() -> Restore {
-        Restore {
-            pattern: std::fs::read(PATTERN).unwrap(),
-            limit: std::fs::read(PIPE_LIMIT).unwrap(),
-        }
-    }
-}
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        if std::fs::read(PATTERN).ok().as_ref() != Some(&self.pattern) {
-            let _ = std::fs::write(PATTERN, trim_nl(&self.pattern));
-        }
-        if std::fs::read(PIPE_LIMIT).ok().as_ref() != Some(&self.limit) {
-            let _ = std::fs::write(PIPE_LIMIT, trim_nl(&self.limit));
-        }
-    }
-}
-
-fn trim_nl(b: &[u8]) -> &[u8] {
-    b.strip_suffix(b"\n").unwrap_or(b)
-}
-
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A static C program that writes through a null pointer in `crash_here`.
 fn static_crasher(dir: &Path) -> PathBuf {

@@ -15,6 +15,7 @@
 
 mod common;
 
+use common::sysctl::{run, trim_nl, Restore, PATTERN, PIPE_LIMIT};
 use common::{coroner, crasher, tool};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -24,30 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-const PATTERN: &str = "/proc/sys/kernel/core_pattern";
-const PIPE_LIMIT: &str = "/proc/sys/kernel/core_pipe_limit";
-
-fn trim_nl(b: &[u8]) -> &[u8] {
-    b.strip_suffix(b"\n").unwrap_or(b)
-}
-
-/// Puts the sysctls back as they were, whatever happens.
-struct Restore {
-    pattern: Vec<u8>,
-    limit: Vec<u8>,
-}
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        if std::fs::read(PATTERN).ok().as_ref() != Some(&self.pattern) {
-            let _ = std::fs::write(PATTERN, trim_nl(&self.pattern));
-        }
-        if std::fs::read(PIPE_LIMIT).ok().as_ref() != Some(&self.limit) {
-            let _ = std::fs::write(PIPE_LIMIT, trim_nl(&self.limit));
-        }
-    }
-}
 
 /// A running server; its stderr lines arrive on `lines`. Killed on drop.
 struct Server {
@@ -103,17 +80,6 @@ impl Drop for Server {
     }
 }
 
-fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn rows(folder: &Path) -> Vec<coroner_store::Report> {
     coroner_store::Store::open(folder)
         .unwrap()
@@ -133,12 +99,7 @@ fn socket_server_collects_rejects_and_rate_limits_real_crashes() {
         eprintln!("SKIP: needs root and Linux 6.17+ (coredump socket request mode)");
         return;
     }
-    let _restore = Restore {
-        pattern: std::fs::read(PATTERN).unwrap(),
-        limit: std::fs::read(PIPE_LIMIT).unwrap(),
-    };
-    let saved_pattern = std::fs::read(PATTERN).unwrap();
-    let saved_limit = std::fs::read(PIPE_LIMIT).unwrap();
+    let saved = Restore::save();
     // Short paths: `@@` + the socket path must fit core_pattern's 127 bytes.
     let t = tempfile::Builder::new()
         .prefix("cs")
@@ -305,11 +266,11 @@ fn socket_server_collects_rejects_and_rate_limits_real_crashes() {
         .arg(&config));
     assert_eq!(
         std::fs::read(PATTERN).unwrap(),
-        saved_pattern,
+        saved.pattern,
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(std::fs::read(PIPE_LIMIT).unwrap(), saved_limit);
+    assert_eq!(std::fs::read(PIPE_LIMIT).unwrap(), saved.limit);
 }
 
 /// Installing `--socket` with no server behind it would lose every crash:

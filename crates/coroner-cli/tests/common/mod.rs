@@ -35,6 +35,7 @@ macro_rules! crash_kind_tests {
 }
 
 pub mod dbg;
+pub mod sysctl;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
