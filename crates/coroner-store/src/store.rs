@@ -211,18 +211,7 @@ impl Store {
             ))
             .map_err(StoreError::sql(what))?;
         let raws = stmt
-            .query_map(
-                params![
-                    p.exe,
-                    p.signal,
-                    p.since,
-                    p.bucket,
-                    p.bucket_len,
-                    p.tier,
-                    p.limit
-                ],
-                read_row,
-            )
+            .query_map(p.params(), read_row)
             .map_err(StoreError::sql(what))?
             .collect::<Result<Vec<RawRow>, _>>()
             .map_err(StoreError::sql(what))?;
@@ -248,28 +237,17 @@ impl Store {
             ))
             .map_err(StoreError::sql(what))?;
         let rows = stmt
-            .query_map(
-                params![
-                    p.exe,
-                    p.signal,
-                    p.since,
-                    p.bucket,
-                    p.bucket_len,
-                    p.tier,
-                    p.limit
-                ],
-                |r| {
-                    Ok(BucketSummary {
-                        bucket: r.get(0)?,
-                        signature: r.get(1)?,
-                        exe: r.get(2)?,
-                        count: r.get::<_, i64>(3)? as u64,
-                        first_time: r.get(4)?,
-                        last_time: r.get(5)?,
-                        newest: ReportId(r.get(6)?),
-                    })
-                },
-            )
+            .query_map(p.params(), |r| {
+                Ok(BucketSummary {
+                    bucket: r.get(0)?,
+                    signature: r.get(1)?,
+                    exe: r.get(2)?,
+                    count: r.get::<_, i64>(3)? as u64,
+                    first_time: r.get(4)?,
+                    last_time: r.get(5)?,
+                    newest: ReportId(r.get(6)?),
+                })
+            })
             .map_err(StoreError::sql(what))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(StoreError::sql(what))
@@ -535,6 +513,19 @@ impl<'a> FilterParams<'a> {
             tier: f.tier.map(Tier::as_str),
             limit: f.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
         }
+    }
+
+    /// `?1`..`?7` of [`FILTER_WHERE`] and the `LIMIT`, in that order.
+    fn params(&self) -> [&dyn rusqlite::ToSql; 7] {
+        [
+            &self.exe,
+            &self.signal,
+            &self.since,
+            &self.bucket,
+            &self.bucket_len,
+            &self.tier,
+            &self.limit,
+        ]
     }
 }
 
