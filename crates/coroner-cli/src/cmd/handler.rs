@@ -588,12 +588,7 @@ fn collect(
         Err(e) => {
             log.warn(&format!(
                 "report not stored ({e}); dumps: {}",
-                report
-                    .dumps
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                dump_names(&report)
             ));
             return Ok(());
         }
@@ -608,14 +603,15 @@ fn collect(
         dir.path().display(),
         started.elapsed().as_millis(),
         peak_rss_kib(),
-        report
-            .dumps
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        dump_names(&report)
     ));
     Ok(())
+}
+
+/// The report's dump file names, for a log line.
+fn dump_names(report: &NewReport) -> String {
+    let names: Vec<&str> = report.dumps.iter().map(|d| d.name.as_str()).collect();
+    names.join(", ")
 }
 
 /// This process's peak resident set (`VmHWM`), for the log line.
