@@ -10,6 +10,7 @@ mod dumpdir;
 mod liverow;
 mod naming;
 mod progress;
+mod rootonly;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -612,24 +612,15 @@ fn socket_or_pipe(
 /// or whoever can replace it owns the machine.
 fn trusted_program(exe: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    let mut p = Some(exe);
-    while let Some(cur) = p {
-        let m = std::fs::symlink_metadata(cur)
-            .with_context(|| format!("cannot stat {}", cur.display()))?;
-        // A root-owned sticky directory (like /tmp) is fine above the
-        // program: nobody else may rename or remove what root put there.
-        let sticky_ok = cur != exe && m.uid() == 0 && m.mode() & 0o1000 != 0;
-        if m.uid() != 0 || (m.mode() & 0o022 != 0 && !sticky_ok) {
-            anyhow::bail!(
-                "{} is {} (mode {:o}, owner uid {}): the kernel would run {} as root for every crash, so it must be root-owned and writable only by root",
-                cur.display(),
-                if m.uid() != 0 { "not owned by root" } else { "writable by group or others" },
-                m.mode() & 0o7777,
-                m.uid(),
-                exe.display()
-            );
-        }
-        p = cur.parent();
+    if let Some((cur, m)) = crate::rootonly::first_unsafe_component(exe)? {
+        anyhow::bail!(
+            "{} is {} (mode {:o}, owner uid {}): the kernel would run {} as root for every crash, so it must be root-owned and writable only by root",
+            cur.display(),
+            if m.uid() != 0 { "not owned by root" } else { "writable by group or others" },
+            m.mode() & 0o7777,
+            m.uid(),
+            exe.display()
+        );
     }
     Ok(())
 }

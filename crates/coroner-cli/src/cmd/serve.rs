@@ -300,20 +300,21 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
             .create(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let mut p = Some(parent);
-    while let Some(cur) = p {
-        let m = std::fs::symlink_metadata(cur)
-            .with_context(|| format!("cannot stat {}", cur.display()))?;
-        let sticky_root = m.uid() == 0 && m.mode() & 0o1000 != 0 && cur != parent;
-        if !m.is_dir() || m.uid() != 0 || (m.mode() & 0o022 != 0 && !sticky_root) {
-            anyhow::bail!(
-                "{} is not a root-owned directory writable only by root (mode {:o}, uid {}): refusing to put the coredump socket under it",
-                cur.display(),
-                m.mode() & 0o7777,
-                m.uid()
-            );
+    let unsafe_dir = match crate::rootonly::first_unsafe_component(parent)? {
+        Some(found) => Some(found),
+        None => {
+            let m = std::fs::symlink_metadata(parent)
+                .with_context(|| format!("cannot stat {}", parent.display()))?;
+            (!m.is_dir()).then(|| (parent.to_path_buf(), m))
         }
-        p = cur.parent();
+    };
+    if let Some((cur, m)) = unsafe_dir {
+        anyhow::bail!(
+            "{} is not a root-owned directory writable only by root (mode {:o}, uid {}): refusing to put the coredump socket under it",
+            cur.display(),
+            m.mode() & 0o7777,
+            m.uid()
+        );
     }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
