@@ -76,30 +76,11 @@ fn run(s: &Setup, program: &Path, args: &[&str]) -> Output {
 
 /// jitdbg's lines, each as key → value.
 fn launches(s: &Setup) -> Vec<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(&s.out).unwrap_or_default();
-    text.lines()
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
+    common::jitdbg_launches(&s.out)
 }
 
-/// The dump files in the folder (the report store `reports.db*` beside
-/// them is not a dump).
 fn dumps(s: &Setup) -> Vec<PathBuf> {
-    std::fs::read_dir(&s.dumps)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("reports.db")
-        })
-        .collect()
+    common::dump_files(&s.dumps)
 }
 
 /// The one report the LocalDumps step filed beside the dump.

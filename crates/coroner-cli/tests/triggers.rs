@@ -123,29 +123,11 @@ fn run(s: &Setup, mode: &str, stdin: &str) -> Output {
 
 /// jitdbg's lines, each as key → value.
 fn launches(s: &Setup) -> Vec<BTreeMap<String, String>> {
-    std::fs::read_to_string(&s.out)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
+    common::jitdbg_launches(&s.out)
 }
 
 fn dumps(s: &Setup) -> Vec<PathBuf> {
-    std::fs::read_dir(&s.dumps)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            !p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("reports.db")
-        })
-        .collect()
+    common::dump_files(&s.dumps)
 }
 
 /// `coroner run`'s pid line: "coroner: triggers (pid N) …".

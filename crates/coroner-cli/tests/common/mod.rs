@@ -154,6 +154,36 @@ pub fn only_file(dir: &Path) -> PathBuf {
     files.into_iter().next().unwrap()
 }
 
+/// The dump files in a LocalDumps folder (the report store `reports.db*`
+/// beside them is not a dump).
+pub fn dump_files(folder: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            !p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("reports.db")
+        })
+        .collect()
+}
+
+/// The stand-in debugger `jitdbg`'s output file: one line per launch, each
+/// as key → value.
+pub fn jitdbg_launches(out: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
 /// `coroner dump OPTS -e -x DIR crasher ARGS...` with core files off: the
 /// crasher watched by coroner and dumped into `dir` if it crashes.
 pub fn dump_on_crash(dir: &Path, opts: &[&str], crasher_args: &[&str]) -> Output {
