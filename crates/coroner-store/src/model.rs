@@ -219,80 +219,34 @@ impl NewReport {
     }
 }
 
-/// A stored report: its id and every [`NewReport`] field.
+/// A stored report: its id and the [`NewReport`] it was stored from (its
+/// fields read through `Deref`: `report.exe`). Serialized flat, the id
+/// first, as one object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub id: ReportId,
-    pub time: i64,
-    pub time_nsec: u32,
-    pub tier: Tier,
-    pub host: String,
-    pub boot_id: String,
-    pub exe: String,
-    pub comm: String,
-    pub cmdline: Vec<String>,
-    pub cwd: Option<String>,
-    pub pid: u32,
-    pub tid: u32,
-    pub start_time: u64,
-    pub uid: u32,
-    pub gid: u32,
-    pub signal: i32,
-    pub si_code: i32,
-    pub fault_addr: Option<u64>,
-    pub cgroup: Option<String>,
-    pub unit: Option<String>,
-    pub container: Option<String>,
-    pub dumpable: Option<u8>,
-    pub sensitive: bool,
-    pub jit: JitOutcome,
-    pub reported: bool,
-    pub signature: Option<String>,
-    pub bucket: Option<String>,
-    pub analysis_json: Option<String>,
-    pub dumps: Vec<DumpFile>,
-    pub truncated: bool,
-    pub suppressed_before: u64,
-    pub notes: Vec<String>,
+    #[serde(flatten)]
+    pub report: NewReport,
+}
+
+impl std::ops::Deref for Report {
+    type Target = NewReport;
+    fn deref(&self) -> &NewReport {
+        &self.report
+    }
+}
+
+impl std::ops::DerefMut for Report {
+    fn deref_mut(&mut self) -> &mut NewReport {
+        &mut self.report
+    }
 }
 
 impl Report {
     /// The report without its id (to copy it into another store, or to
     /// compare it with what was inserted).
     pub fn to_new(&self) -> NewReport {
-        NewReport {
-            time: self.time,
-            time_nsec: self.time_nsec,
-            tier: self.tier,
-            host: self.host.clone(),
-            boot_id: self.boot_id.clone(),
-            exe: self.exe.clone(),
-            comm: self.comm.clone(),
-            cmdline: self.cmdline.clone(),
-            cwd: self.cwd.clone(),
-            pid: self.pid,
-            tid: self.tid,
-            start_time: self.start_time,
-            uid: self.uid,
-            gid: self.gid,
-            signal: self.signal,
-            si_code: self.si_code,
-            fault_addr: self.fault_addr,
-            cgroup: self.cgroup.clone(),
-            unit: self.unit.clone(),
-            container: self.container.clone(),
-            dumpable: self.dumpable,
-            sensitive: self.sensitive,
-            jit: self.jit,
-            reported: self.reported,
-            signature: self.signature.clone(),
-            bucket: self.bucket.clone(),
-            analysis_json: self.analysis_json.clone(),
-            dumps: self.dumps.clone(),
-            truncated: self.truncated,
-            suppressed_before: self.suppressed_before,
-            notes: self.notes.clone(),
-        }
+        self.report.clone()
     }
 
     /// The last `/`-separated part of `exe` (all of it when there is none).

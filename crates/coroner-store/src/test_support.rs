@@ -65,40 +65,7 @@ pub(crate) fn sample(exe: &str, time: i64) -> NewReport {
 
 /// The stored form of `n` under `id`.
 pub(crate) fn report_from(id: ReportId, n: NewReport) -> Report {
-    Report {
-        id,
-        time: n.time,
-        time_nsec: n.time_nsec,
-        tier: n.tier,
-        host: n.host,
-        boot_id: n.boot_id,
-        exe: n.exe,
-        comm: n.comm,
-        cmdline: n.cmdline,
-        cwd: n.cwd,
-        pid: n.pid,
-        tid: n.tid,
-        start_time: n.start_time,
-        uid: n.uid,
-        gid: n.gid,
-        signal: n.signal,
-        si_code: n.si_code,
-        fault_addr: n.fault_addr,
-        cgroup: n.cgroup,
-        unit: n.unit,
-        container: n.container,
-        dumpable: n.dumpable,
-        sensitive: n.sensitive,
-        jit: n.jit,
-        reported: n.reported,
-        signature: n.signature,
-        bucket: n.bucket,
-        analysis_json: n.analysis_json,
-        dumps: n.dumps,
-        truncated: n.truncated,
-        suppressed_before: n.suppressed_before,
-        notes: n.notes,
-    }
+    Report { id, report: n }
 }
 
 /// Create the dump files of `n` in `folder`, each `bytes` long.
