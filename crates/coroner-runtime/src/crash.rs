@@ -223,16 +223,7 @@ pub(crate) struct Plan {
 pub(crate) static PLAN: AtomicPtr<Plan> = AtomicPtr::new(ptr::null_mut());
 
 /// Where the published plan lives.
-static PLAN_SLOT: CrashCell<Plan> = CrashCell::new(Plan {
-    exe_name: &[],
-    debugger: None,
-    auto: true,
-    excluded: false,
-    debugger_timeout_ms: 0,
-    dumper: None,
-    dump_timeout_ms: 0,
-    report_fd: -1,
-});
+static PLAN_SLOT: CrashCell<Plan> = CrashCell::new(crate::plan::empty_plan(-1));
 
 /// Publishes `plan` for the crash path. `install` calls it once, under its
 /// lock (a published plan's bytes may be in use by a crash on another

@@ -243,7 +243,7 @@ pub(crate) fn plan_from_view(
 
 /// A plan that does nothing but report: no configuration file, or one
 /// that could not be loaded.
-pub(crate) fn empty_plan(report_fd: libc::c_int) -> Plan {
+pub(crate) const fn empty_plan(report_fd: libc::c_int) -> Plan {
     Plan {
         exe_name: &[],
         debugger: None,
