@@ -7,11 +7,12 @@
 //! or run as anyone but the crashing user (it reads the user's own process).
 
 use coroner_store::{NewReport, Tier};
-use coroner_types::{CrashContext, Pid};
+use coroner_types::{Pid, SigInfo, Tid};
 
-/// A row for `pid` as it is now, timed now, with `crash`'s thread, signal,
-/// si_code and fault address (none of them when `None`).
-pub fn live_process_row(pid: Pid, crash: Option<&CrashContext>, tier: Tier) -> NewReport {
+/// A row for `pid` as it is now, timed now, with the exception's thread,
+/// signal, si_code and fault address (the main thread and none of the
+/// others when `None`).
+pub fn live_process_row(pid: Pid, exception: Option<(Tid, &SigInfo)>, tier: Tier) -> NewReport {
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let status = coroner_proc::procfs::read_status(pid).ok();
     let exe = coroner_proc::procfs::exe_path(pid)
@@ -38,7 +39,7 @@ pub fn live_process_row(pid: Pid, crash: Option<&CrashContext>, tier: Tier) -> N
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    NewReport {
+    let mut row = NewReport {
         time_nsec: now.subsec_nanos(),
         host,
         boot_id: coroner_proc::procfs::boot_id(),
@@ -49,13 +50,22 @@ pub fn live_process_row(pid: Pid, crash: Option<&CrashContext>, tier: Tier) -> N
             .ok()
             .map(|p| p.display().to_string()),
         pid: pid.0 as u32,
-        tid: crash.map_or(pid.0 as u32, |c| c.tid.0 as u32),
+        tid: pid.0 as u32,
         start_time,
         uid: status.as_ref().map_or(0, |s| s.uid[0]),
         gid: status.as_ref().map_or(0, |s| s.gid[0]),
-        signal: crash.map_or(0, |c| c.siginfo.signo()),
-        si_code: crash.map_or(0, |c| c.siginfo.code()),
-        fault_addr: crash.and_then(|c| c.siginfo.fault_address()),
         ..NewReport::new(tier, now.as_secs() as i64)
+    };
+    if let Some((tid, si)) = exception {
+        set_exception(&mut row, tid, si);
     }
+    row
+}
+
+/// The exception's thread, signal, si_code and fault address in `row`.
+pub fn set_exception(row: &mut NewReport, tid: Tid, si: &SigInfo) {
+    row.tid = tid.0 as u32;
+    row.signal = si.signo();
+    row.si_code = si.code();
+    row.fault_addr = si.fault_address();
 }

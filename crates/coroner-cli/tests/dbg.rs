@@ -224,11 +224,17 @@ fn execution_commands_refuse_a_dump() {
 /// A JIT session launched by the runtime: `coroner run` with an AeDebug
 /// debugger `coroner dbg -p %ld -e %ld -c "<cmds>"`.
 fn jit_session(cmds: &str, dir: &Path) -> (String, Output) {
+    jit_session_with(cmds, dir, "")
+}
+
+/// [`jit_session`] with more configuration (`[localdumps]`) after
+/// `[aedebug]`.
+fn jit_session_with(cmds: &str, dir: &Path, more_config: &str) -> (String, Output) {
     let config = dir.join("coroner.toml");
     std::fs::write(
         &config,
         format!(
-            "[aedebug]\ndebugger = \"'{}' dbg -p %ld -e %ld -c '{cmds}'\"\nauto = 1\ntimeout = 60\n",
+            "[aedebug]\ndebugger = \"'{}' dbg -p %ld -e %ld -c '{cmds}'\"\nauto = 1\ntimeout = 60\n{more_config}",
             coroner().display()
         ),
     )
@@ -292,6 +298,53 @@ fn dump_slash_j_in_a_jit_session_records_the_fault() {
         exc.raw.exception_record.exception_information[1], 0,
         "fault address"
     );
+}
+
+/// `q` in a JIT session ends the crashed program without a dump, and the
+/// crash is filed as not reported (JIT outcome `quit`), as WER does when
+/// the debugger quits; after `qd` the crash goes on.
+#[test]
+fn q_in_a_jit_session_is_filed_as_quit_and_not_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("dumps");
+    let ld = format!("[localdumps]\nfolder = \"{}\"\n", folder.display());
+    let (t, out) = jit_session_with("k; q", dir.path(), &ld);
+    assert!(t.contains("crasher!crash_segv_null"), "{t}");
+    use std::os::unix::process::ExitStatusExt;
+    let killed = out.status.signal() == Some(9) || out.status.code() == Some(128 + 9);
+    assert!(killed, "q kills the program: {:?}\n{t}", out.status);
+    let store = coroner_store::Store::open(&folder).expect(&t);
+    let rows = store.list(&coroner_store::Filter::default()).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}\n{t}");
+    let r = &rows[0];
+    assert_eq!(r.jit, coroner_store::JitOutcome::Quit, "{r:#?}");
+    assert!(!r.reported, "{r:#?}");
+    assert!(r.dumps.is_empty(), "{r:#?}");
+    assert_eq!(
+        (r.signal, r.si_code),
+        (11, 1),
+        "SIGSEGV SEGV_MAPERR: {r:#?}"
+    );
+    assert_eq!(r.fault_addr, Some(0), "{r:#?}");
+    assert_eq!(r.tid, r.pid, "the main thread faulted: {r:#?}");
+    assert!(r.exe.ends_with("/crasher"), "{r:#?}");
+    assert!(r.cmdline.iter().any(|w| w == "segv-null"), "{r:#?}");
+    assert_eq!(
+        common::dump_files(&folder),
+        Vec::<PathBuf>::new(),
+        "no dump"
+    );
+
+    // qd: the crash goes on (to the kernel tier's report step); the
+    // runtime does not take a LocalDumps dump of a crash its debugger took,
+    // and the debugger files nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("dumps");
+    let ld = format!("[localdumps]\nfolder = \"{}\"\n", folder.display());
+    let (t, out) = jit_session_with("qd", dir.path(), &ld);
+    assert_eq!(out.status.code(), Some(128 + 11), "{t}");
+    assert!(t.contains("dump: none (the debugger took the crash"), "{t}");
+    assert!(!folder.join("reports.db").exists(), "{t}");
 }
 
 #[test]

@@ -187,6 +187,12 @@ impl<'o> Session<'o> {
         self.end
     }
 
+    /// The target's last exception (a live target's last signal stop that
+    /// was not ignored; a dump's exception), kept after the session ends.
+    pub fn exception(&self) -> Option<ExceptionInfo> {
+        self.target()?.exception()
+    }
+
     pub(crate) fn say(&mut self, text: &str) {
         let _ = self.out.write_all(text.as_bytes());
         if !text.ends_with('\n') {
@@ -344,6 +350,50 @@ impl<'o> Session<'o> {
         })?;
         let tid = self.tid.ok_or(TargetError::NoThread { tid: 0 })?;
         t.regs(tid)
+    }
+
+    /// The signal whose handler a thread of the target is running: the
+    /// thread, and the `siginfo_t` the kernel put in the signal frame on
+    /// its stack. A JIT session attaches while the crashing thread waits in
+    /// the runtime's handler, before the fault repeats: this is that fault.
+    /// A thread handling a crash signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+    /// SIGABRT, SIGTRAP, SIGSYS) wins over one handling any other signal.
+    pub fn signal_being_handled(&self) -> Option<(Tid, SigInfo)> {
+        /// The kernel's `struct ucontext` on x86-64 (`uc_flags`, `uc_link`,
+        /// `uc_stack` 24, `uc_mcontext` 256, `uc_sigmask` 8): the
+        /// `rt_sigframe` holds the `siginfo_t` right after it.
+        const KERNEL_UCONTEXT_SIZE: u64 = 304;
+        let t = self.target()?;
+        let mut found = None;
+        for th in t.threads() {
+            let Ok(regs) = t.regs(th.tid) else { continue };
+            let frames = self.walk(&regs, 64);
+            let uc = frames
+                .windows(2)
+                .find(|w| w[1].trust == cfi::FrameTrust::SignalFrame)
+                .and_then(|w| w[0].cfa);
+            let Some(uc) = uc else { continue };
+            let mut b = [0u8; 128];
+            if t.read(uc.wrapping_add(KERNEL_UCONTEXT_SIZE), &mut b) != b.len() {
+                continue;
+            }
+            let si = SigInfo::from_bytes(&b);
+            let crash = matches!(
+                si.signo(),
+                libc::SIGSEGV
+                    | libc::SIGBUS
+                    | libc::SIGILL
+                    | libc::SIGFPE
+                    | libc::SIGABRT
+                    | libc::SIGTRAP
+                    | libc::SIGSYS
+            );
+            if crash {
+                return Some((th.tid, si));
+            }
+            found = found.or(Some((th.tid, si)));
+        }
+        found
     }
 
     /// Walk the stack from `regs`.

@@ -624,3 +624,33 @@ fn trusted_program(exe: &std::path::Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The configuration: `explicit` alone when given, else the system and
+/// user files (and `CORONER_CONFIG`) as everywhere else.
+pub(crate) fn load_config(explicit: Option<&Path>) -> anyhow::Result<coroner_config::Config> {
+    let sources = match explicit {
+        Some(file) => {
+            // `load` takes a missing system file for "no configuration";
+            // a file named on the command line must be there.
+            std::fs::symlink_metadata(file)
+                .with_context(|| format!("cannot use the configuration file {}", file.display()))?;
+            // Trusted when owned by whoever runs this (root: root).
+            coroner_config::Sources::system_only(Some(file), coroner_sys::uids().1)
+        }
+        None => coroner_config::Sources::from_environment(),
+    };
+    let loaded = coroner_config::load(&sources).context("loading the configuration")?;
+    if let (Some(file), false) = (explicit, loaded.warnings.is_empty()) {
+        // The only warnings here are about `file`: refuse rather than go on
+        // with the defaults (gc would apply the wrong retention).
+        anyhow::bail!(
+            "not using the configuration file {}: {}",
+            file.display(),
+            loaded.warnings.join("; ")
+        );
+    }
+    for w in &loaded.warnings {
+        eprintln!("coroner: warning: {w}");
+    }
+    Ok(loaded.config)
+}

@@ -16,7 +16,7 @@ use coroner_symbols::SymbolOptions;
 use coroner_types::Pid;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -185,9 +185,33 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
         // the crashed program without a report.
         session.set_end_of_input_detaches(true);
     }
+    // A JIT session that ends with `q` is filed as not reported (as
+    // Windows does): the process is read now, while it is there to read.
+    // Its exception is the one whose handler (the runtime's) the crashing
+    // thread is in, unless the session sees the fault again.
+    let quit_row = match (&a.target, jit) {
+        (TargetSpec::Pid(pid), true) => {
+            let handled = session.signal_being_handled();
+            Some(crate::liverow::live_process_row(
+                Pid(*pid as i32),
+                handled.as_ref().map(|(tid, si)| (*tid, si)),
+                coroner_store::Tier::Runtime,
+            ))
+        }
+        _ => None,
+    };
     session.interact(input.as_mut());
     let end = session.end();
+    let exception = session.exception();
     drop(session);
+    if let (Some(mut row), Some(SessionEnd::Killed)) = (quit_row, end) {
+        if let Some(e) = &exception {
+            crate::liverow::set_exception(&mut row, e.tid, &e.siginfo);
+        }
+        if let Err(e) = record_quit(config.as_deref(), row) {
+            eprintln!("coroner dbg: the crash is not in the report store: {e:#}");
+        }
+    }
     Ok(match end {
         Some(
             SessionEnd::Killed
@@ -198,6 +222,27 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
         )
         | None => ExitCode::SUCCESS,
     })
+}
+
+/// File the crash of a JIT session ended with `q` in the report store of
+/// the `[localdumps]` folder in effect for its executable: JIT outcome
+/// `quit`, not reported, no dump. Nothing is filed without `[localdumps]`
+/// (there is no store to file it in, as for every runtime-tier crash).
+fn record_quit(config: Option<&Path>, mut row: coroner_store::NewReport) -> anyhow::Result<()> {
+    let config = crate::cmd::config::load_config(config)?;
+    let Some(dumps) = config.effective(&row.exe, false).localdumps else {
+        return Ok(());
+    };
+    let folder = dumps.folder;
+    std::fs::create_dir_all(folder)
+        .with_context(|| format!("cannot create the dump folder {}", folder.display()))?;
+    row.jit = coroner_store::JitOutcome::Quit;
+    row.reported = false;
+    row.notes
+        .push("debugger: the session ended with q, which ended the process".into());
+    let mut store = coroner_store::Store::open(folder)?;
+    store.insert(&row)?;
+    Ok(())
 }
 
 fn attach(pid: Pid, a: &coroner_dbg::cmdline::DbgArgs) -> anyhow::Result<TargetBox> {

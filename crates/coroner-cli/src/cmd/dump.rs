@@ -414,7 +414,8 @@ fn record_runtime_report(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut report = crate::liverow::live_process_row(pid, crash, Tier::Runtime);
+    let mut report =
+        crate::liverow::live_process_row(pid, crash.map(|c| (c.tid, &c.siginfo)), Tier::Runtime);
     report.jit = jit;
     report.dumps = vec![DumpFile {
         name,

@@ -408,7 +408,7 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
     // The configuration is read only when it is needed: for the default
     // folder and for gc's retention.
     let config = if a.folder.is_none() || a.sub == Sub::Gc {
-        Some(load_config(a.config.as_deref())?)
+        Some(crate::cmd::config::load_config(a.config.as_deref())?)
     } else {
         None
     };
@@ -432,36 +432,6 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
             gc(&mut store, &config, a.json)
         }
     }
-}
-
-/// The configuration: `explicit` alone when given, else the system and
-/// user files (and `CORONER_CONFIG`) as everywhere else.
-fn load_config(explicit: Option<&Path>) -> anyhow::Result<coroner_config::Config> {
-    let sources = match explicit {
-        Some(file) => {
-            // `load` takes a missing system file for "no configuration";
-            // a file named on the command line must be there.
-            std::fs::symlink_metadata(file)
-                .with_context(|| format!("cannot use the configuration file {}", file.display()))?;
-            // Trusted when owned by whoever runs this (root: root).
-            coroner_config::Sources::system_only(Some(file), coroner_sys::uids().1)
-        }
-        None => coroner_config::Sources::from_environment(),
-    };
-    let loaded = coroner_config::load(&sources).context("loading the configuration")?;
-    if let (Some(file), false) = (explicit, loaded.warnings.is_empty()) {
-        // The only warnings here are about `file`: refuse rather than go on
-        // with the defaults (gc would apply the wrong retention).
-        bail!(
-            "not using the configuration file {}: {}",
-            file.display(),
-            loaded.warnings.join("; ")
-        );
-    }
-    for w in &loaded.warnings {
-        eprintln!("coroner: warning: {w}");
-    }
-    Ok(loaded.config)
 }
 
 /// Open the store of `folder`, refusing to create one: reading an empty

@@ -349,6 +349,9 @@ fn describe(
             None => "written".to_string(),
         },
         "failed" => "the dumper failed (see its messages above)".to_string(),
+        _ if get("event") == "signalled" => {
+            "none (the debugger took the crash, so LocalDumps did not run)".to_string()
+        }
         _ => "none (no [localdumps] for this program)".to_string(),
     };
     out += &format!("coroner: dump: {dump}\n");
