@@ -517,6 +517,33 @@ fn stepping_a_faulting_instruction_stops_in_the_signal_handler() {
 
 /// Regression: `g ADDR` left ADDR behind as a permanent breakpoint (listed
 /// by `bl`, hit again by every later pass).
+/// Regression: an address in a PLT stub took the name of the symbol before
+/// the section (`crasher!_fini+0x70`); it is the stub, named after its
+/// target as gdb names it, and `bp` takes that name.
+#[test]
+fn plt_stubs_are_named_after_the_function_they_jump_to() {
+    let c = crasher();
+    let o = dbg(
+        &[c.as_os_str(), os("assert")],
+        "bp crasher!__assert_fail@plt\ng\n.echo ==k==\nk 2\n\
+         .echo ==u==\nu @$ip L1\nln @$ip+2\n.echo ==end==\nq\n",
+    );
+    let t = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("Breakpoint 0 hit"), "{t}");
+    let k = section(&out, "k");
+    let sites = call_sites(&k, 0);
+    assert_eq!(
+        sites.first().map(String::as_str),
+        Some("crasher!__assert_fail@plt"),
+        "{t}"
+    );
+    let u = section(&out, "u");
+    assert!(u.starts_with("crasher!__assert_fail@plt:\n"), "{t}");
+    assert!(u.contains("crasher!__assert_fail@plt+0x2"), "{t}");
+    assert!(!k.contains("_fini") && !u.contains("_fini+"), "{t}");
+}
+
 #[test]
 fn g_break_addresses_are_one_shot() {
     let c = crasher();

@@ -476,14 +476,21 @@ fn lex(src: &str, pos: usize) -> Result<Option<(Tok, usize, usize)>, ExprError> 
     Ok(Some((tok, start, end)))
 }
 
-/// End of a word: letters, digits, `_`, `.`, backticks, `module!name` and
-/// C++ `::`.
+/// End of a word: letters, digits, `_`, `.`, backticks, `module!name`,
+/// C++ `::` and gdb's `@plt` suffix of a PLT stub (`crasher!memcpy@plt`;
+/// `@` is no MASM operator, so the suffix cannot mean anything else).
 fn word_end(b: &[u8], mut end: usize) -> usize {
     loop {
         match b.get(end).copied() {
             Some(c) if is_word_char(c) || c == b'.' || c == b'`' => end += 1,
             Some(b'!') if b.get(end + 1).is_some_and(|c| is_word_char(*c)) => end += 1,
             Some(b':') if b.get(end + 1) == Some(&b':') => end += 2,
+            Some(b'@')
+                if b.get(end + 1..end + 4) == Some(b"plt")
+                    && !b.get(end + 4).is_some_and(|c| is_word_char(*c)) =>
+            {
+                end += 4
+            }
             _ => return end,
         }
     }
@@ -1019,6 +1026,8 @@ mod tests {
             syms: HashMap::from([
                 ("crasher!main", 0x401100),
                 ("main", 0x401100),
+                ("crasher!memcpy@plt", 0x402000),
+                ("memcpy@plt", 0x402000),
                 ("add", 0x5000),
                 ("es", 0x6000),
             ]),
@@ -1147,6 +1156,11 @@ mod tests {
             parse_expr("std::vector"),
             Ok(Expr::Name("std::vector".into()))
         );
+        // PLT stubs, as gdb names them; `@` is part of nothing else.
+        assert_eq!(ev("crasher!memcpy@plt+4"), Ok(0x402004));
+        assert_eq!(ev("!memcpy@plt"), Ok(0x402000));
+        assert!(parse_expr("memcpy@pltx").is_err());
+        assert!(parse_expr("memcpy@rax").is_err());
     }
 
     #[test]

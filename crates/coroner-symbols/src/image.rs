@@ -23,6 +23,7 @@
 
 use crate::elf::{hex, read_facts, ElfFacts};
 use crate::locate::{locate, Found, Refusal, SymbolOptions};
+use crate::plt::PltTable;
 use crate::provider::{InlineCall, SymbolStatus};
 use addr2line::gimli as dwarf;
 use object::{
@@ -130,6 +131,8 @@ struct Inner {
     /// unwinder's signal-trampoline check).
     code_data: Option<Arc<Vec<u8>>>,
     code_ranges: Vec<CodeRange>,
+    /// The PLT sections and the stubs named after their targets.
+    plt: PltTable,
     /// The file with DWARF, parsed on first use.
     dwarf_src: Option<(PathBuf, Arc<Vec<u8>>)>,
     dwarf: OnceLock<Option<Mutex<DwarfContext>>>,
@@ -370,9 +373,20 @@ impl ModuleImage {
     /// The function containing `addr`: the nearest preceding function symbol
     /// whose size covers `addr`, or the nearest preceding one when its size
     /// is 0. Among aliases, global names win over weak, weak over local, and
-    /// a symbol's default version over an old one.
+    /// a symbol's default version over an old one. In a PLT section it is
+    /// the stub, named after the function it jumps to (`puts@plt`), or
+    /// `<plt>` at the section's start; a GOT slot a dynamic relocation
+    /// fills is `puts@got.plt` (see [`crate::plt`]).
     pub fn symbol_at(&self, addr: u64) -> Option<SymbolHit> {
         let svma = self.to_svma(addr)?;
+        if let Some(p) = self.inner.plt.at(svma) {
+            return Some(SymbolHit {
+                name: p.name,
+                raw_name: p.raw_name,
+                address: self.to_runtime(p.svma),
+                size: p.size,
+            });
+        }
         let syms = &self.inner.symbols;
         let funcs = &self.inner.functions;
         // Functions at or below svma.
@@ -405,14 +419,32 @@ impl ModuleImage {
     }
 
     /// Symbols named `name`: the raw (mangled, maybe `@VERSION`) name, the
-    /// demangled bare name, or that with Rust's `::h<hash>` suffix.
+    /// demangled bare name, or that with Rust's `::h<hash>` suffix; and
+    /// PLT stubs by their `name@plt`.
     pub fn lookup(&self, name: &str) -> Vec<SymbolHit> {
         let bare = strip_rust_hash(name);
-        self.symbols
+        let mut hits: Vec<SymbolHit> = self
+            .symbols
             .iter()
             .filter(|s| s.raw_name == name || s.name == name || s.name == bare)
             .cloned()
-            .collect()
+            .collect();
+        if name.ends_with("@plt") {
+            hits.extend(
+                self.inner
+                    .plt
+                    .stubs()
+                    .iter()
+                    .filter(|s| s.name == name || s.raw_name == name)
+                    .map(|s| SymbolHit {
+                        name: s.name.clone(),
+                        raw_name: s.raw_name.clone(),
+                        address: self.to_runtime(s.svma),
+                        size: s.size,
+                    }),
+            );
+        }
+        hits
     }
 
     /// Source file and line of `addr` (the innermost inlined location), from
@@ -672,6 +704,20 @@ impl Inner {
             }
         }
 
+        // PLT: the sections of whichever file has them (a debug file has
+        // them as NOBITS), the stubs from the binary's bytes.
+        let plt = {
+            let layout = binary.as_ref().or(debug.as_ref());
+            let layout = layout.and_then(|l| object::File::parse(&**l.1).ok());
+            let code = binary
+                .as_ref()
+                .and_then(|b| object::File::parse(&**b.1).ok());
+            match &layout {
+                Some(l) => PltTable::read(l, code.as_ref()),
+                None => PltTable::default(),
+            }
+        };
+
         let dwarf_src = sym_src.filter(|s| s.2.has_dwarf).map(|s| {
             (
                 s.0.clone().unwrap_or_else(|| PathBuf::from("(memory)")),
@@ -694,6 +740,7 @@ impl Inner {
             cfi,
             code_data,
             code_ranges,
+            plt,
             dwarf_src,
             dwarf: OnceLock::new(),
             dwarf_error: Mutex::new(None),

@@ -18,6 +18,7 @@ pub mod cfi;
 pub mod elf;
 pub mod image;
 pub mod locate;
+pub mod plt;
 pub mod provider;
 
 pub use cfi::{
