@@ -21,6 +21,7 @@ pub use report::*;
 
 use coroner_dump::corefile::{CoreError, CoreFile};
 use coroner_dump::{DumpError, DumpLevel, DumpOptions, NoProgress};
+use coroner_symbols::vdso::{self, Cpu};
 use coroner_symbols::{CoronerSymbolProvider, SymbolOptions};
 use coroner_types::signal::{has_fault_address, si_code_name, signal_label, signal_name};
 use minidump::{Minidump, MinidumpException, MinidumpModuleList, Module};
@@ -194,6 +195,7 @@ pub fn analyze_minidump_bytes(
         path: path.to_path_buf(),
         source,
     })?;
+    let cpu = state.system_info.cpu;
     let raw_exc = dump.get_stream::<MinidumpException>().ok().map(|e| {
         let r = &e.raw.exception_record;
         (
@@ -210,7 +212,7 @@ pub fn analyze_minidump_bytes(
     let crash_index = crash_thread_index(&state, exception.as_ref().map(|e| e.thread_id));
     let mut threads = Vec::with_capacity(state.threads.len());
     for (i, stack) in state.threads.iter().enumerate() {
-        threads.push(thread_report(stack, Some(i) == crash_index));
+        threads.push(thread_report(stack, Some(i) == crash_index, cpu));
     }
     if let Some(ci) = crash_index {
         let t = threads.remove(ci);
@@ -239,7 +241,7 @@ pub fn analyze_minidump_bytes(
         .map(|t| t.frames.as_slice())
         .unwrap_or(&[]);
     let signature = signature::signature(&sig_exc, crash_frames, opts.signature_frames);
-    let modules = module_reports(&state.modules, &provider);
+    let modules = module_reports(&state.modules, &provider, cpu);
     Ok(Report {
         schema_version: SCHEMA_VERSION,
         dump: DumpInfo {
@@ -387,13 +389,24 @@ fn base_name(path: &str) -> String {
     path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
-fn frame_entries(frame: &StackFrame, out: &mut Vec<FrameReport>) {
+/// A module's path as the report shows it: the recorded one, but the vDSO
+/// under its own name (`linux-vdso.so.1` on x86-64) rather than the
+/// `linux-gate.so` every Breakpad-format writer records (see
+/// [`coroner_symbols::vdso`]); `coroner dbg`'s `lm` shows the same.
+fn module_path(code_file: &str, cpu: Cpu) -> String {
+    vdso::display_name(code_file, None, cpu).unwrap_or_else(|| code_file.to_string())
+}
+
+fn frame_entries(frame: &StackFrame, out: &mut Vec<FrameReport>, cpu: Cpu) {
     let address = if frame.trust == FrameTrust::Context {
         frame.instruction
     } else {
         frame.resume_address
     };
-    let module = frame.module.as_ref().map(|m| base_name(&m.code_file()));
+    let module = frame
+        .module
+        .as_ref()
+        .map(|m| base_name(&module_path(&m.code_file(), cpu)));
     let module_offset = frame
         .module
         .as_ref()
@@ -431,10 +444,10 @@ fn frame_entries(frame: &StackFrame, out: &mut Vec<FrameReport>) {
     });
 }
 
-fn thread_report(stack: &CallStack, crashing: bool) -> ThreadReport {
+fn thread_report(stack: &CallStack, crashing: bool, cpu: Cpu) -> ThreadReport {
     let mut frames = Vec::new();
     for f in &stack.frames {
-        frame_entries(f, &mut frames);
+        frame_entries(f, &mut frames, cpu);
     }
     ThreadReport {
         tid: stack.thread_id,
@@ -456,6 +469,7 @@ fn thread_report(stack: &CallStack, crashing: bool) -> ThreadReport {
 fn module_reports(
     modules: &MinidumpModuleList,
     provider: &CoronerSymbolProvider,
+    cpu: Cpu,
 ) -> Vec<ModuleReport> {
     modules
         .by_addr()
@@ -464,8 +478,8 @@ fn module_reports(
             ModuleReport {
                 base: m.base_address(),
                 end: m.base_address().saturating_add(m.size()),
-                name: base_name(&m.code_file()),
-                path: m.code_file().into_owned(),
+                name: base_name(&module_path(&m.code_file(), cpu)),
+                path: module_path(&m.code_file(), cpu),
                 build_id: m.code_identifier().map(|c| c.as_str().to_string()),
                 symbols: s.status.as_str().to_string(),
                 binary: s.binary.map(|p| p.display().to_string()),

@@ -544,6 +544,61 @@ fn plt_stubs_are_named_after_the_function_they_jump_to() {
     assert!(!k.contains("_fini") && !u.contains("_fini+"), "{t}");
 }
 
+/// Regression: `lm` and `ModLoad` named the x86-64 vDSO `linux-gate.so`,
+/// the i386 name (and what Breakpad-format minidumps record on every
+/// architecture). It is `linux-vdso.so.1`, its own `DT_SONAME`: live, in a
+/// minidump `.dump` wrote (which still records `linux-gate.so`), and in
+/// `coroner analyze` of that dump.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn the_vdso_is_linux_vdso_so_1_live_in_a_dump_and_in_analyze() {
+    use minidump::{Minidump, MinidumpModuleList, Module as _};
+    let dir = tempfile::tempdir().unwrap();
+    let dmp = dir.path().join("vdso.dmp");
+    let c = crasher();
+    let o = dbg(
+        &[c.as_os_str(), os("recover")],
+        &format!(".echo ==lm==\nlm\n.dump /ma {}\nq\n", dmp.display()),
+    );
+    let t = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ModLoad: ") && l.ends_with("   linux-vdso.so.1")),
+        "{t}"
+    );
+    let lm = |out: &str| {
+        section(out, "lm")
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("linux-vdso"))
+    };
+    assert!(lm(&out), "{t}");
+    assert!(!t.contains("linux-gate"), "{t}");
+
+    // The file keeps the format's name for it.
+    let dump = Minidump::read_path(&dmp).unwrap();
+    let modules = dump.get_stream::<MinidumpModuleList>().unwrap();
+    assert!(
+        modules.iter().any(|m| m.code_file() == "linux-gate.so"),
+        "{t}"
+    );
+
+    let o = dbg(&[os("-z"), dmp.as_os_str()], ".echo ==lm==\nlm\nq\n");
+    let t = text(&o);
+    assert!(lm(&String::from_utf8_lossy(&o.stdout)), "{t}");
+    assert!(!t.contains("linux-gate"), "{t}");
+
+    let o = Command::new(coroner())
+        .arg("analyze")
+        .arg(&dmp)
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains(" linux-vdso.so.1 "), "{t}");
+    assert!(!t.contains("linux-gate"), "{t}");
+}
+
 #[test]
 fn g_break_addresses_are_one_shot() {
     let c = crasher();

@@ -11,6 +11,7 @@
 use coroner_dump::corefile::CoreFile;
 use coroner_dump::minidump::find_modules;
 use coroner_proc::{MemorySource, ProcessSnapshot};
+use coroner_symbols::vdso::{self, Cpu};
 use coroner_types::{CrashContext, SigInfo, Tid, UserRegs};
 use minidump::format as md;
 use minidump::{
@@ -199,13 +200,34 @@ pub fn escape_name(raw: &[u8]) -> String {
 pub fn modules_of(snap: &ProcessSnapshot, mem: &dyn MemorySource) -> Vec<Module> {
     find_modules(snap, mem)
         .into_iter()
-        .map(|m| Module {
-            base: m.base,
-            end: m.end,
-            path: escape_name(&m.name),
-            build_id: m.build_id.map(|b| coroner_symbols::elf::hex(&b)),
+        .map(|m| {
+            let path = escape_name(&m.name);
+            Module {
+                path: vdso_name(path, m.base, m.end, mem, Cpu::X86_64),
+                base: m.base,
+                end: m.end,
+                build_id: m.build_id.map(|b| coroner_symbols::elf::hex(&b)),
+            }
         })
         .collect()
+}
+
+/// The most of a vDSO image [`vdso_name`] reads (it is two pages).
+const VDSO_READ_MAX: u64 = 1 << 20;
+
+/// `path`, unless it is a recorded name of the vDSO (`[vdso]`, or
+/// `linux-gate.so` as the minidump writers call it on every architecture):
+/// then the vDSO's own name, from its image in `mem` (`linux-vdso.so.1` on
+/// x86-64), as `ldd` and gdb show it. See [`coroner_symbols::vdso`].
+fn vdso_name(path: String, base: u64, end: u64, mem: &dyn MemorySource, cpu: Cpu) -> String {
+    if !vdso::is_vdso(&path) {
+        return path;
+    }
+    let len = end.saturating_sub(base).min(VDSO_READ_MAX);
+    let mut image = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    let n = read_available(mem, base, &mut image);
+    image.truncate(n);
+    vdso::display_name(&path, Some(&image), cpu).unwrap_or(path)
 }
 
 /// A minidump or ELF core opened for inspection.
@@ -400,6 +422,11 @@ impl DumpTarget {
         };
 
         let memory = MinidumpMemory::index(path, file).map_err(bad)?;
+        let cpu = system_info.as_ref().map_or(Cpu::X86_64, |si| si.cpu);
+        for m in &mut modules {
+            let path = std::mem::take(&mut m.path);
+            m.path = vdso_name(path, m.base, m.end, &memory, cpu);
+        }
         Ok(DumpTarget {
             kind: TargetKind::Minidump,
             path: path.to_path_buf(),

@@ -20,6 +20,7 @@ pub mod image;
 pub mod locate;
 pub mod plt;
 pub mod provider;
+pub mod vdso;
 
 pub use cfi::{
     unwind, unwind_traced, FrameMemory, FrameTrust, Unwind, UnwindRegs, UnwindStop, UnwoundFrame,
