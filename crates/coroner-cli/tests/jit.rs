@@ -359,6 +359,81 @@ fn a_bad_template_is_rejected_with_line_and_column() {
     assert!(err.contains("%s"), "{err}");
 }
 
+/// libcoroner.so has no TOML parser: the first start after a file is
+/// written or edited runs `coroner config compile-plan`, which stores the
+/// plan beside the file, so an edit takes effect at the very next start,
+/// and later starts read the plan.
+#[test]
+fn an_edited_configuration_takes_effect_at_the_next_start() {
+    let s = setup("signal", "exclude = ['nomatch']", false);
+    let plan = coroner_config::plan::plan_path(&s.config);
+    assert!(!plan.exists());
+    let out = run(&s, &crasher(), &["segv-null"]);
+    assert_eq!(out.status.code(), Some(139), "{out:?}");
+    assert_eq!(launches(&s).len(), 1, "{out:?}");
+    let first = std::fs::read(&plan).expect("the compiler stored the plan");
+    // Edited in place, same size: the crasher is excluded from now on.
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let edited = text.replace("'nomatch'", "'crash**'");
+    assert_eq!(edited.len(), text.len());
+    std::fs::write(&s.config, edited).unwrap();
+    let out = run(&s, &crasher(), &["segv-null"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(139), "{stderr}");
+    assert_eq!(launches(&s).len(), 1, "no second launch: {stderr}");
+    assert!(
+        stderr.contains("the executable is in the exclude list"),
+        "{stderr}"
+    );
+    assert_ne!(std::fs::read(&plan).unwrap(), first, "compiled again");
+    // And back: the plan follows.
+    std::fs::write(&s.config, text).unwrap();
+    let out = run(&s, &crasher(), &["segv-null"]);
+    assert_eq!(out.status.code(), Some(139), "{out:?}");
+    assert_eq!(launches(&s).len(), 2, "{out:?}");
+    assert_eq!(std::fs::read(&plan).unwrap(), first);
+}
+
+/// A configuration that does not load gives every process the line it
+/// gave when the library parsed the TOML itself (now the compiler's
+/// message), and changes nothing else: the program runs, a crash is
+/// reported without a debugger and ends with the same signal.
+#[test]
+fn a_malformed_configuration_is_named_at_each_start_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[aedebug]\ndebugger = \"gdb -p %s\"\n").unwrap();
+    let lib = coroner().with_file_name("libcoroner.so");
+    let want = format!(
+        "coroner: configuration not loaded, crash handling without debugger or dumps: {}:2:20: aedebug.debugger: bad debugger template\n",
+        config.display()
+    );
+    let start = |program: &Path, args: &[&str]| {
+        Command::new("sh")
+            .args(["-c", "ulimit -c 0; exec \"$@\"", "sh"])
+            .arg(program)
+            .args(args)
+            .env("LD_PRELOAD", &lib)
+            .env("CORONER_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+    let out = start(Path::new("/bin/true"), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    // `sh` has the library too, so the line may come twice; nothing else.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.is_empty() && stderr.split_inclusive('\n').all(|l| l == want),
+        "{stderr}"
+    );
+    assert!(!coroner_config::plan::plan_path(&config).exists());
+    let out = start(&crasher(), &["segv-null"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(11), "SIGSEGV: {stderr}");
+    assert!(stderr.starts_with(&want), "{stderr}");
+}
+
 /// Says why a 32-bit test cannot run here and returns true (the test then
 /// passes as a skip), unless `CORONER_REQUIRE_I386=1`.
 fn skip_i386(what: &str) -> bool {

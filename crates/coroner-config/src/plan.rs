@@ -937,6 +937,40 @@ pub fn refresh(sources: &Sources) -> Result<Option<PathBuf>, crate::ConfigError>
     })
 }
 
+/// The exit status of `coroner config compile-plan --runtime` when the
+/// configuration does not load; its standard output is then the message
+/// (the `Display` of the [`crate::ConfigError`]).
+pub const COMPILE_CONFIG_ERROR: u8 = 2;
+
+/// What `coroner config compile-plan` does for the preloaded runtime,
+/// which has no TOML parser: loads the configuration `sources` names
+/// (without a `PATH`: see [`encode`]), compiles its plan and, with
+/// `store`, [`store`]s it when this process may. Returns the plan, which the
+/// runtime uses for the process that asked whether or not it was stored,
+/// and where it was stored.
+///
+/// Unlike [`refresh`], a load with warnings is stored too: the files it
+/// ignored (an untrusted system file, a group-writable user file) are not
+/// in the plan's stamps, and the runtime's quick path ignores them in the
+/// same way, so the plan stays in force until a file changes.
+pub fn compile(
+    sources: &Sources,
+    store: bool,
+) -> Result<(Vec<u8>, Option<PathBuf>), crate::ConfigError> {
+    let mut sources = sources.clone();
+    sources.search_path = None;
+    let (loaded, stamps) = load_stamped(&sources)?;
+    let plan = encode(&loaded.config, &stamps);
+    // A cache: failing to write it costs the next start another compile,
+    // nothing else.
+    let stored = if store {
+        self::store(&sources, &stamps, &plan).ok().flatten()
+    } else {
+        None
+    };
+    Ok((plan, stored))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

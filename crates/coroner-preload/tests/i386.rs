@@ -71,8 +71,25 @@ fn library_i686() -> PathBuf {
         .join("libcoroner.so")
 }
 
+/// `coroner` in target/<profile>, where both builds of the library find
+/// it as their plan compiler (they have no TOML parser).
+fn build_coroner() {
+    let (dir, profile) = profile_dir();
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--quiet", "-p", "coroner-cli", "--bin", "coroner"])
+        .args(["--profile", &profile])
+        .arg("--manifest-path")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "building coroner: {status}");
+}
+
 /// libcoroner.so and the jit_probe example for this host.
 fn library_host() -> (PathBuf, PathBuf) {
+    build_coroner();
     let (dir, profile) = profile_dir();
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["build", "--quiet", "-p", "coroner-preload", "--lib"])

@@ -49,6 +49,18 @@ fn library() -> PathBuf {
                 .status()
                 .unwrap();
             assert!(status.success(), "building libcoroner.so: {status}");
+            // The plan compiler the library runs when a configuration is
+            // new or edited (it has no TOML parser): `coroner` beside it.
+            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "--quiet", "-p", "coroner-cli", "--bin", "coroner"])
+                .args(["--profile", &profile])
+                .arg("--manifest-path")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
+                .arg("--target-dir")
+                .arg(dir.parent().unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "building coroner: {status}");
             let lib = dir.join("libcoroner.so");
             assert!(lib.is_file(), "{} missing", lib.display());
             lib

@@ -166,6 +166,15 @@ pub(crate) enum Program {
     /// The name in the directory of the file `object`, then, when `object`
     /// is a symbolic link, in the directory of what it links to.
     Beside { object: &'static [u8] },
+    /// The name in the installation `object` (this library) belongs to,
+    /// from the directory of `object` and then of what it links to: that
+    /// directory itself, `../../bin` and `../../../bin` (the library as
+    /// `PREFIX/lib32/coroner/` or `PREFIX/lib/<triple>/coroner/`, the
+    /// program in `PREFIX/bin`), and `../../<same name>` (the i686 build in
+    /// `target/i686-unknown-linux-gnu/<profile>/`, the program in
+    /// `target/<profile>/`). The layouts `coroner run` and `coroner
+    /// install` look for the library in, seen from the library.
+    Installed { object: &'static [u8] },
 }
 
 /// Most candidates a [`Cmd`] has (the default dumper's three).
@@ -1184,24 +1193,30 @@ unsafe fn child_exec(gate: [c_int; 2], argv: *const *const c_char, programs: &[P
             8usize,
         )
     };
+    // SAFETY: environ is libc's NULL-terminated environment, as the
+    // program left it.
+    let envp = unsafe { environ };
     if programs.is_empty() {
         // SAFETY: argv is a NULL-terminated array of NUL-terminated strings
         // in the arena.
-        unsafe { try_exec(*argv, argv) };
+        unsafe { try_exec(*argv, argv, envp) };
     }
     for p in programs {
         // SAFETY: as above.
-        unsafe { exec_program(p, argv) };
+        unsafe { exec_program(p, argv, envp) };
     }
     // SAFETY: _exit(2) ends this child at once.
     unsafe { libc::_exit(127) }
 }
 
-/// `execve(path, argv, environ)`; returns only when it failed.
-unsafe fn try_exec(path: *const c_char, argv: *const *const c_char) {
-    // SAFETY: the caller passes a NUL-terminated path and argv; environ is
-    // the process environment.
-    unsafe { libc::execve(path, argv, environ) };
+/// `execve(path, argv, envp)`; returns only when it failed.
+///
+/// # Safety
+/// `path` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays
+/// of NUL-terminated strings.
+unsafe fn try_exec(path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) {
+    // SAFETY: the caller's promise.
+    unsafe { libc::execve(path, argv, envp) };
 }
 
 /// `parts` joined into `buf` with a NUL; `None` when it does not fit.
@@ -1222,58 +1237,87 @@ fn dir_of(path: &[u8]) -> &[u8] {
         .map_or(&[], |i| &path[..i])
 }
 
+/// The directories [`Program::Beside`] and [`Program::Installed`] start
+/// from: that of `object`, then, when `object` is a symbolic link, that of
+/// what it links to. `each` gets each directory and a 4 KiB scratch buffer.
+/// Two such buffers in all: this may run on a copy of the crashing
+/// thread's stack, which may be the 64 KiB alternate one.
+fn object_dirs(object: &[u8], each: &mut dyn FnMut(&[u8], &mut [u8])) {
+    let mut a = [0u8; 4096];
+    let mut b = [0u8; 4096];
+    each(dir_of(object), &mut a);
+    let Some(o) = join_path(&mut a, &[object]) else {
+        return;
+    };
+    // SAFETY: `o` is NUL-terminated; readlink writes at most `b.len()`
+    // bytes into `b`.
+    let n = unsafe { libc::readlink(o.as_ptr().cast(), b.as_mut_ptr().cast(), b.len()) };
+    if n <= 0 || n as usize >= b.len() {
+        return;
+    }
+    let target = &b[..n as usize];
+    if target.first() == Some(&b'/') {
+        each(dir_of(target), &mut a);
+        return;
+    }
+    let Some(len) = join_path(&mut a, &[dir_of(object), b"/", dir_of(target)]).map(|d| d.len() - 1)
+    else {
+        return;
+    };
+    each(&a[..len], &mut b);
+}
+
 /// Tries the candidates of one [`Program`] (child, before exec); the name
 /// looked for is `argv[0]`.
-unsafe fn exec_program(p: &Program, argv: *const *const c_char) {
-    // SAFETY: argv[0] is a NUL-terminated word of the arena.
+///
+/// # Safety
+/// As [`try_exec`], with `argv[0]` the program's name.
+pub(crate) unsafe fn exec_program(
+    p: &Program,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) {
+    // SAFETY: argv[0] is a NUL-terminated word.
     let name = unsafe { crate::bytes::c_prefix((*argv).cast(), 0) };
-    let mut buf = [0u8; 4096];
     match *p {
         // SAFETY: argv is the caller's NULL-terminated array.
-        Program::AsIs => unsafe { try_exec(*argv, argv) },
+        Program::AsIs => unsafe { try_exec(*argv, argv, envp) },
         Program::Search { path } => {
+            let mut buf = [0u8; 4096];
             for dir in path
                 .split(|&b| b == b':')
                 .filter(|d| d.first() == Some(&b'/'))
             {
                 if let Some(c) = join_path(&mut buf, &[dir, b"/", name]) {
                     // SAFETY: `c` is NUL-terminated in `buf`.
-                    unsafe { try_exec(c.as_ptr().cast(), argv) };
+                    unsafe { try_exec(c.as_ptr().cast(), argv, envp) };
                 }
             }
         }
-        Program::Beside { object } => {
-            if let Some(c) = join_path(&mut buf, &[dir_of(object), b"/", name]) {
+        Program::Beside { object } => object_dirs(object, &mut |dir, buf| {
+            if let Some(c) = join_path(buf, &[dir, b"/", name]) {
                 // SAFETY: `c` is NUL-terminated in `buf`.
-                unsafe { try_exec(c.as_ptr().cast(), argv) };
+                unsafe { try_exec(c.as_ptr().cast(), argv, envp) };
             }
-            // Two 4 KiB buffers: this child runs on a copy of the crashing
-            // thread's stack, which may be the 64 KiB alternate one.
-            let mut link = [0u8; 4096];
-            let Some(o) = join_path(&mut buf, &[object]) else {
-                return;
+        }),
+        Program::Installed { object } => object_dirs(object, &mut |dir, buf| {
+            let profile = match dir.iter().rposition(|&b| b == b'/') {
+                Some(i) => &dir[i + 1..],
+                None => dir,
             };
-            // SAFETY: `o` is NUL-terminated; readlink writes at most
-            // `link.len()` bytes into `link`.
-            let n =
-                unsafe { libc::readlink(o.as_ptr().cast(), link.as_mut_ptr().cast(), link.len()) };
-            if n <= 0 || n as usize >= link.len() {
-                return;
+            let none: &[u8] = &[];
+            for parts in [
+                [dir, b"/", none, none, name],
+                [dir, b"/../../bin/", none, none, name],
+                [dir, b"/../../../bin/", none, none, name],
+                [dir, b"/../../", profile, b"/", name],
+            ] {
+                if let Some(c) = join_path(buf, &parts) {
+                    // SAFETY: `c` is NUL-terminated in `buf`.
+                    unsafe { try_exec(c.as_ptr().cast(), argv, envp) };
+                }
             }
-            let target = &link[..n as usize];
-            let joined = if target.first() == Some(&b'/') {
-                join_path(&mut buf, &[dir_of(target), b"/", name])
-            } else {
-                join_path(
-                    &mut buf,
-                    &[dir_of(object), b"/", dir_of(target), b"/", name],
-                )
-            };
-            if let Some(c) = joined {
-                // SAFETY: `c` is NUL-terminated in `buf`.
-                unsafe { try_exec(c.as_ptr().cast(), argv) };
-            }
-        }
+        }),
     }
 }
 

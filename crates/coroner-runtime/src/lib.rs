@@ -48,6 +48,7 @@
 
 mod altstack;
 mod bytes;
+mod compile;
 mod crash;
 mod dispositions;
 mod plan;
@@ -75,6 +76,11 @@ pub enum InstallError {
     /// with no debugger and no LocalDumps.
     #[error("coroner: configuration not loaded, crash handling without debugger or dumps: {0}")]
     Config(#[source] coroner_config::ConfigError),
+    /// The same for the preloaded library, which has the plan compiler
+    /// (`coroner config compile-plan`) load the configuration: its message,
+    /// or why it could not be run.
+    #[error("coroner: configuration not loaded, crash handling without debugger or dumps: {0}")]
+    Compile(String),
     /// The signal handlers could not be installed.
     #[error("coroner: {0}")]
     Handlers(#[source] HandlerError),
@@ -86,18 +92,76 @@ pub enum InstallError {
 }
 
 /// Installs the crash runtime (idempotent: a second call after success
-/// does nothing and returns `Ok`). See the crate docs.
+/// does nothing and returns `Ok`). See the crate docs. A missing or stale
+/// plan is compiled in this process: a program that links the runtime
+/// links the TOML parser too.
 pub fn install() -> Result<(), InstallError> {
-    install_with(true)
+    install_with(true, full_in_process)
 }
 
 /// [`install`] for `libcoroner.so`: everything but the panic hook. The
 /// hook would go into the library's own copy of std, which never sees the
 /// program's panics (a preloaded Rust program keeps its own std), and
 /// setting it costs every process start an allocation and the pages of
-/// std's hook code.
+/// std's hook code. A missing or stale plan is compiled by `coroner config
+/// compile-plan` (the module `compile`), so that the library, loaded into
+/// every process, does not carry the TOML parser.
 pub fn install_preloaded() -> Result<(), InstallError> {
-    install_with(false)
+    install_with(false, full_by_compiler)
+}
+
+/// How [`install_with`] gets the plan when the quick path cannot: given
+/// the environment, whether the plan is worth storing, `AT_SECURE`, and
+/// the facts of this process. Passed as a function so that each entry
+/// point links only its own (the preloaded library has no TOML parser).
+type Fallback = fn(
+    &start::Env<'_>,
+    bool,
+    bool,
+    &plan::Facts<'_>,
+    &mut plan::Arena,
+) -> (crash::Plan, Option<InstallError>);
+
+/// [`install`]'s fallback: parse the TOML here.
+fn full_in_process(
+    _env: &start::Env<'_>,
+    store: bool,
+    secure: bool,
+    facts: &plan::Facts<'_>,
+    arena: &mut plan::Arena,
+) -> (crash::Plan, Option<InstallError>) {
+    let (plan, e) = start::full(store, secure, facts, arena);
+    (plan, e.map(InstallError::Config))
+}
+
+/// [`install_preloaded`]'s fallback: have `coroner config compile-plan`
+/// compile the plan (not in the compiler itself: there a stale plan is no
+/// configuration).
+fn full_by_compiler(
+    env: &start::Env<'_>,
+    store: bool,
+    secure: bool,
+    facts: &plan::Facts<'_>,
+    arena: &mut plan::Arena,
+) -> (crash::Plan, Option<InstallError>) {
+    let empty = plan::empty_plan(facts.report_fd);
+    if env.compiling {
+        return (empty, None);
+    }
+    let path = facts.path.map(|p| arena.copy(p));
+    let bytes = match compile::run(secure, store, path) {
+        Ok(bytes) => bytes,
+        Err(f) => return (empty, Some(InstallError::Compile(compile::describe(f)))),
+    };
+    match coroner_config::plan::PlanView::parse(bytes) {
+        Some(view) => (plan::plan_from_view(&view, facts, arena), None),
+        None => (
+            empty,
+            Some(InstallError::Compile(compile::describe(
+                compile::Failure::Unreadable,
+            ))),
+        ),
+    }
 }
 
 /// How far [`install`] got; its lock is the install lock.
@@ -109,7 +173,7 @@ struct Installed {
     done: bool,
 }
 
-fn install_with(panic_hook: bool) -> Result<(), InstallError> {
+fn install_with(panic_hook: bool, fallback: Fallback) -> Result<(), InstallError> {
     // In .data rather than .bss: the library's .data page is written by
     // its relocations anyway, where a .bss page is one more page fault.
     #[link_section = ".data.coroner_install"]
@@ -142,7 +206,7 @@ fn install_with(panic_hook: bool) -> Result<(), InstallError> {
                 None => plan::empty_plan(facts.report_fd),
             },
             start::Quick::Full { store } => {
-                let (plan, e) = start::full(store, secure, &facts, &mut arena);
+                let (plan, e) = fallback(&env, store, secure, &facts, &mut arena);
                 config_error = e;
                 plan
             }
@@ -157,7 +221,7 @@ fn install_with(panic_hook: bool) -> Result<(), InstallError> {
     }
     state.done = true;
     if let Some(e) = config_error {
-        return Err(InstallError::Config(e));
+        return Err(e);
     }
     stack.map(|_| ()).map_err(InstallError::AltStack)
 }

@@ -395,7 +395,7 @@ pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; MAX_PROG
 /// when preloaded). `dladdr` reads the loader's tables: no syscall, and
 /// the string is the loader's, valid while the object stays loaded (for
 /// the life of the process here).
-fn own_object_path() -> Option<&'static [u8]> {
+pub(crate) fn own_object_path() -> Option<&'static [u8]> {
     // SAFETY: all-zero is a valid Dl_info (pointers null).
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // SAFETY: dladdr reads the loader's tables for an address inside this

@@ -65,6 +65,9 @@ pub(crate) struct Env<'e> {
     pub home: Option<&'e [u8]>,
     pub path: Option<&'e [u8]>,
     pub run_fd: Option<&'e [u8]>,
+    /// [`crate::compile::MARKER`] is set: this process is the plan
+    /// compiler the library started (or runs as if it were one).
+    pub compiling: bool,
 }
 
 impl<'e> Env<'e> {
@@ -77,6 +80,10 @@ impl<'e> Env<'e> {
                 continue;
             };
             let (name, value) = (&e[..eq], &e[eq + 1..]);
+            if name == crate::compile::MARKER_NAME {
+                env.compiling = true;
+                continue;
+            }
             let slot = match name {
                 b"CORONER_CONFIG" => &mut env.config,
                 b"XDG_CONFIG_HOME" => &mut env.xdg_config_home,
@@ -96,6 +103,7 @@ impl<'e> Env<'e> {
             home: set(env.home),
             path: set(env.path),
             run_fd: env.run_fd,
+            compiling: env.compiling,
         }
     }
 
@@ -140,7 +148,8 @@ unsafe fn entry<'e>(s: *const u8) -> &'e [u8] {
     let ours = matches!(
         name,
         b"CORONER_CONFIG" | b"XDG_CONFIG_HOME" | b"HOME" | b"PATH"
-    ) || name == ENV_RUN_FD.as_bytes();
+    ) || name == ENV_RUN_FD.as_bytes()
+        || name == crate::compile::MARKER_NAME;
     if !ours {
         return name;
     }
@@ -225,8 +234,8 @@ pub(crate) fn user_file<'e>(env: &Env<'e>) -> Option<[&'e [u8]; 2]> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// A regular file owned by the given uid (root's, 0), not
-    /// group/world-writable, and no symbolic link (a link's own owner needs
-    /// `load`'s closer look).
+    /// group/world-writable; a symbolic link only if the link is owned by
+    /// that uid too.
     System(u32),
     /// A regular file, not group/world-writable.
     User,
@@ -247,7 +256,12 @@ pub(crate) struct Found {
 pub(crate) enum Look {
     Absent,
     Found(Found),
-    /// Something `load` must judge (and maybe warn about or refuse).
+    /// There, but a file `load` ignores (with a warning): not a regular
+    /// file, writable by group or others, or a system file (or its link)
+    /// owned by someone else. The plan is compiled without it, as if it
+    /// were absent.
+    Ignored,
+    /// Something `load` must judge (and maybe refuse).
     Full,
 }
 
@@ -295,6 +309,26 @@ fn fstat(fd: libc::c_int) -> Option<libc::stat> {
     Some(unsafe { st.assume_init() })
 }
 
+/// `lstat(2)`, only when the system file turned out to be a symbolic link.
+fn lstat(path: &CStr) -> Option<libc::stat> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstatat(2) with a NUL-terminated path fills the live
+    // out-pointer `st` on success.
+    let r = unsafe {
+        libc::fstatat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fstatat succeeded, so it is initialised.
+    Some(unsafe { st.assume_init() })
+}
+
 /// `read(2)` into a buffer nobody zeroed, retried on EINTR.
 fn read_uninit(fd: libc::c_int, buf: &mut [MaybeUninit<u8>]) -> isize {
     loop {
@@ -331,24 +365,33 @@ fn writable_by_others(st: &libc::stat) -> bool {
 /// descriptor, hash while reading (through a 1 KiB stack buffer: a larger
 /// one is probed page by page, and the arena is kept for what stays).
 pub(crate) fn look(path: &CStr, role: Role, kind: Kind) -> Look {
-    let fd = open(path, matches!(kind, Kind::System(_)));
+    let mut fd = open(path, matches!(kind, Kind::System(_)));
     if fd < 0 {
-        return match (errno(), kind) {
-            (_, Kind::Override) => Look::Full,
-            (libc::ENOENT | libc::ENOTDIR, _) => Look::Absent,
-            _ => Look::Full,
-        };
+        match (errno(), kind) {
+            (_, Kind::Override) => return Look::Full,
+            (libc::ENOENT | libc::ENOTDIR, _) => return Look::Absent,
+            (libc::ELOOP, Kind::System(owner)) => match system_link(path, owner) {
+                Ok(target) => fd = target,
+                Err(look) => return look,
+            },
+            _ => return Look::Full,
+        }
     }
-    let found = fstat(fd).and_then(|st| {
-        let ok = is_regular(&st)
-            && st.st_size as u64 <= MAX_FILE
-            && match kind {
-                Kind::System(owner) => !writable_by_others(&st) && st.st_uid == owner,
-                Kind::User => !writable_by_others(&st),
-                Kind::Override => true,
-            };
-        if !ok {
-            return None;
+    let found = fstat(fd).map(|st| {
+        if st.st_size as u64 > MAX_FILE {
+            return Look::Full;
+        }
+        let trusted = match kind {
+            Kind::System(owner) => {
+                is_regular(&st) && !writable_by_others(&st) && st.st_uid == owner
+            }
+            Kind::User => is_regular(&st) && !writable_by_others(&st),
+            Kind::Override => is_regular(&st),
+        };
+        match (trusted, kind) {
+            (true, _) => {}
+            (false, Kind::Override) => return Look::Full,
+            (false, _) => return Look::Ignored,
         }
         let mut chunk = [MaybeUninit::<u8>::uninit(); 1024];
         let mut h = ContentHash::new();
@@ -358,7 +401,7 @@ pub(crate) fn look(path: &CStr, role: Role, kind: Kind) -> Look {
         while size < st.st_size as u64 {
             let n = read_uninit(fd, &mut chunk);
             if n < 0 {
-                return None;
+                return Look::Full;
             }
             if n == 0 {
                 break;
@@ -368,10 +411,10 @@ pub(crate) fn look(path: &CStr, role: Role, kind: Kind) -> Look {
             h.update(unsafe { crate::bytes::assume_init(&chunk[..n]) });
             size += n as u64;
             if size > MAX_FILE {
-                return None;
+                return Look::Full;
             }
         }
-        Some(Found {
+        Look::Found(Found {
             stamp: Stamp {
                 role,
                 size,
@@ -381,7 +424,29 @@ pub(crate) fn look(path: &CStr, role: Role, kind: Kind) -> Look {
         })
     });
     close(fd);
-    found.map_or(Look::Full, Look::Found)
+    found.unwrap_or(Look::Full)
+}
+
+/// The system file is a symbolic link (`O_NOFOLLOW` said `ELOOP`): as
+/// `load` has it, the link must be owned by `owner` (else the file is
+/// ignored), and then its target is opened, to be checked as the file
+/// itself. A target that is not there is ignored too.
+fn system_link(path: &CStr, owner: u32) -> Result<libc::c_int, Look> {
+    let st = lstat(path).ok_or(Look::Full)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+        return Err(Look::Full);
+    }
+    if st.st_uid != owner {
+        return Err(Look::Ignored);
+    }
+    let fd = open(path, false);
+    if fd >= 0 {
+        return Ok(fd);
+    }
+    Err(match errno() {
+        libc::ENOENT | libc::ENOTDIR | libc::ELOOP => Look::Ignored,
+        _ => Look::Full,
+    })
 }
 
 /// What the quick path came to.
@@ -436,7 +501,7 @@ pub(crate) fn quick_with(
         }
         None => {
             match look(system, Role::System, Kind::System(trusted_owner)) {
-                Look::Absent => {}
+                Look::Absent | Look::Ignored => {}
                 Look::Found(f) => {
                     stamps[n] = f.stamp;
                     n += 1;
@@ -449,7 +514,7 @@ pub(crate) fn quick_with(
                     return Quick::Full { store: false };
                 };
                 match look(user, Role::User, Kind::User) {
-                    Look::Absent => {}
+                    Look::Absent | Look::Ignored => {}
                     Look::Found(f) => {
                         stamps[n] = f.stamp;
                         n += 1;
@@ -566,6 +631,9 @@ mod tests {
             ]
             .into_iter(),
         );
+        assert!(!e.compiling);
+        let marked = Env::parse([&b"CORONER_COMPILING_PLAN=1"[..]].into_iter());
+        assert!(marked.compiling, "the plan compiler's marker");
         assert_eq!(e.home, Some(&b"/home/u"[..]), "the first one wins");
         assert_eq!(e.xdg_config_home, None, "empty is unset");
         assert_eq!(e.path, Some(&b"/bin"[..]));
@@ -752,22 +820,14 @@ mod tests {
     }
 
     #[test]
-    fn untrusted_files_and_plans_are_for_the_full_load() {
+    fn untrusted_plans_are_not_used() {
         let s = Scratch::new();
         let sys = s.file("sys.toml", "[aedebug]\ndebugger = \"sysdbg %ld\"\n", 0o644);
         coroner_config::plan::refresh(&s.sources(&sys, None))
             .unwrap()
             .unwrap();
         let plan = s.path("sys.toml.plan");
-        // The system file group-writable: load warns and ignores it.
-        fs::set_permissions(&sys, fs::Permissions::from_mode(0o664)).unwrap();
-        assert!(matches!(s.quick(&sys, None), Quick::Full { store: false }));
-        fs::set_permissions(&sys, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(s.quick(&sys, None), Quick::Plan(_)));
-        // A symbolic link as the system file: load checks the link's owner.
-        let link = s.path("link.toml");
-        std::os::unix::fs::symlink(&sys, &link).unwrap();
-        assert!(matches!(s.quick(&link, None), Quick::Full { store: false }));
         // A plan others may write, or a link to a plan: not trusted.
         fs::set_permissions(&plan, fs::Permissions::from_mode(0o666)).unwrap();
         assert!(matches!(s.quick(&sys, None), Quick::Full { store: true }));
@@ -778,23 +838,89 @@ mod tests {
         fs::remove_file(&plan).unwrap();
         fs::rename(s.path("real.plan"), &plan).unwrap();
         assert!(matches!(s.quick(&sys, None), Quick::Plan(_)));
-        // Not owned by the trusted uid: the system file is load's to refuse.
-        let env = Env::default();
-        let _lock = crate::test_lock();
-        // SAFETY: the test lock stands for the install lock.
-        let mut arena = unsafe { Arena::new() };
-        let other = s.uid.wrapping_add(1);
-        assert!(matches!(
-            quick_with(&env, false, &Scratch::cstr(&sys), other, &mut arena),
-            Quick::Full { store: false }
-        ));
         // A damaged plan: refused, and worth rewriting.
         let mut bytes = fs::read(&plan).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         fs::write(&plan, &bytes).unwrap();
-        drop(_lock);
         assert!(matches!(s.quick(&sys, None), Quick::Full { store: true }));
+    }
+
+    /// The files `load` ignores with a warning are ignored by the quick
+    /// path too, and the plan the compiler stores for such a configuration
+    /// (`coroner_config::plan::compile`, which lists only the files it
+    /// used) is then fresh: the next start does not run the compiler again.
+    #[test]
+    fn ignored_files_are_ignored_alike_and_their_plans_are_used() {
+        let s = Scratch::new();
+        let sys = s.file("sys.toml", "[aedebug]\ndebugger = \"sysdbg %ld\"\n", 0o644);
+        fs::create_dir(s.path("coroner")).unwrap();
+        let user = s.file(
+            "coroner/coroner.toml",
+            "[aedebug]\ndebugger = \"mine %ld\"\n",
+            0o644,
+        );
+        let compile = |sys: &Path| {
+            coroner_config::plan::compile(&s.sources(sys, None), true)
+                .unwrap()
+                .1
+                .expect("stored")
+        };
+        assert_eq!(compile(&sys), s.path("coroner/coroner.toml.plan"));
+        assert_eq!(debugger_of(&s.quick(&sys, None)).unwrap(), b"mine");
+        // The user file group-writable: ignored; the system plan is for
+        // the system file alone.
+        fs::set_permissions(&user, fs::Permissions::from_mode(0o664)).unwrap();
+        assert!(matches!(s.quick(&sys, None), Quick::Full { store: true }));
+        assert_eq!(compile(&sys), s.path("sys.toml.plan"));
+        assert_eq!(debugger_of(&s.quick(&sys, None)).unwrap(), b"sysdbg");
+        fs::set_permissions(&user, fs::Permissions::from_mode(0o644)).unwrap();
+        // The system file group-writable: ignored; the user's plan is
+        // compiled without it.
+        fs::set_permissions(&sys, fs::Permissions::from_mode(0o664)).unwrap();
+        assert!(matches!(s.quick(&sys, None), Quick::Full { store: true }));
+        compile(&sys);
+        assert_eq!(debugger_of(&s.quick(&sys, None)).unwrap(), b"mine");
+        fs::set_permissions(&sys, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::remove_file(&user).unwrap();
+        // A system file that is not a regular file, alone: nothing.
+        let fifo = s.path("fifo.toml");
+        let c = Scratch::cstr(&fifo);
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(matches!(s.quick(&fifo, None), Quick::Nothing));
+        // Not owned by the trusted uid: ignored.
+        let env = Env::default();
+        {
+            let _lock = crate::test_lock();
+            // SAFETY: the test lock stands for the install lock.
+            let mut arena = unsafe { Arena::new() };
+            let other = s.uid.wrapping_add(1);
+            assert!(matches!(
+                quick_with(&env, false, &Scratch::cstr(&sys), other, &mut arena),
+                Quick::Nothing
+            ));
+        }
+        // A symbolic link as the system file, owned by the trusted uid: its
+        // target is read, and the plan is beside the link.
+        let link = s.path("link.toml");
+        std::os::unix::fs::symlink(&sys, &link).unwrap();
+        assert!(matches!(s.quick(&link, None), Quick::Full { store: true }));
+        assert_eq!(compile(&link), s.path("link.toml.plan"));
+        assert_eq!(debugger_of(&s.quick(&link, None)).unwrap(), b"sysdbg");
+        // A dangling one is ignored, as load ignores it.
+        let dangling = s.path("dangling.toml");
+        std::os::unix::fs::symlink(s.path("none"), &dangling).unwrap();
+        assert!(matches!(s.quick(&dangling, None), Quick::Nothing));
+        // A link owned by someone else: ignored.
+        let _lock = crate::test_lock();
+        // SAFETY: the test lock stands for the install lock.
+        let mut arena = unsafe { Arena::new() };
+        let other = s.uid.wrapping_add(1);
+        assert!(matches!(
+            quick_with(&env, false, &Scratch::cstr(&link), other, &mut arena),
+            Quick::Nothing
+        ));
     }
 
     #[test]

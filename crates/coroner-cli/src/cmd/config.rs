@@ -13,12 +13,17 @@ use std::process::ExitCode;
 pub const USAGE: &str = "\
 Usage: coroner config show [--json] [--config FILE]
        coroner config set KEY VALUE [--config FILE]
+       coroner config compile-plan [--config FILE] [--system-only] [--no-store]
 
 show   print the effective configuration (system file, user file, or the
        CORONER_CONFIG override; see the precedence in coroner-config's docs)
 set    change one key (e.g. aedebug.debugger, aedebug.auto, localdumps.type,
        localdumps.apps.NAME.type), keeping comments; the result is validated
        before it is written
+compile-plan
+       compile the plan the runtime reads instead of the TOML and store it
+       beside the most specific file (when this user owns it); libcoroner.so
+       runs this itself when a process finds the plan missing or stale
 
 --config FILE   the file to read or edit (default: $CORONER_CONFIG, else
                 /etc/coroner/coroner.toml as root, else the per-user file)
@@ -100,6 +105,7 @@ pub fn run(raw: &[OsString]) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ["compile-plan", flags @ ..] => compile_plan(config, flags),
         ["set", key, value] => {
             let file = target_file(config);
             coroner_config::set_key(&file, key, value)
@@ -140,6 +146,62 @@ fn refresh_plan(file: &Path) {
         over
     };
     let _ = coroner_config::plan::refresh(&sources);
+}
+
+/// `coroner config compile-plan [--runtime] [--system-only] [--no-store]`:
+/// the plan of the configuration (as the runtime finds it, or `--config
+/// FILE`), compiled and stored beside the most specific file when this user
+/// owns it (`coroner_config::plan::compile`). libcoroner.so, which has no
+/// TOML parser, runs it with `--runtime` when a process finds the plan
+/// missing or stale: the plan's bytes go to standard output, or, when the
+/// configuration does not load, the message with exit status
+/// `COMPILE_CONFIG_ERROR`. `--system-only`: the system file alone, as a
+/// setuid process reads it. `--no-store`: write no file.
+fn compile_plan(config: Option<PathBuf>, flags: &[&str]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let (mut runtime, mut system_only, mut store) = (false, false, true);
+    for f in flags {
+        match *f {
+            "--runtime" => runtime = true,
+            "--system-only" => system_only = true,
+            "--no-store" => store = false,
+            _ => {
+                return Err(UsageError(format!(
+                    "config compile-plan: unexpected {f:?} (see coroner config --help)"
+                ))
+                .into())
+            }
+        }
+    }
+    if system_only && config.is_some() {
+        return Err(
+            UsageError("config compile-plan: --system-only or --config, not both".into()).into(),
+        );
+    }
+    let sources = if system_only {
+        coroner_config::Sources::system_only(None, 0)
+    } else {
+        sources(config)
+    };
+    let mut out = std::io::stdout().lock();
+    match coroner_config::plan::compile(&sources, store) {
+        Ok((plan, _)) if runtime => {
+            out.write_all(&plan)?;
+            out.flush()?;
+        }
+        Ok((_, Some(path))) => writeln!(out, "coroner: plan written to {}", path.display())?,
+        Ok((_, None)) => writeln!(
+            out,
+            "coroner: no plan written (no configuration file, --no-store, or this user does not own the file it would go beside)"
+        )?,
+        Err(e) if runtime => {
+            write!(out, "{e}")?;
+            out.flush()?;
+            return Ok(ExitCode::from(coroner_config::plan::COMPILE_CONFIG_ERROR));
+        }
+        Err(e) => return Err(e).context("loading the configuration"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn self_exe() -> anyhow::Result<PathBuf> {
