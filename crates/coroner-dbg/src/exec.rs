@@ -17,7 +17,7 @@ use crate::filters::{AssertAction, SxCommand, SxVerb};
 use crate::format;
 use crate::live::BpAction as LiveBp;
 use crate::session::{frame_regs, kind_name, Session, SessionEnd, TargetBox};
-use crate::target::TargetKind;
+use crate::target::{Target as _, TargetKind};
 use crate::wildcard::Pattern;
 use coroner_dump::{DumpFormat, DumpLevel, DumpOptions, NoProgress};
 use coroner_types::{CrashContext, SigInfo, ThreadRegs, Tid, UserRegs};
@@ -601,7 +601,6 @@ impl Session<'_> {
     // ----- .dump ------------------------------------------------------------
 
     fn dump(&mut self, d: &DumpCommand) -> Result<(), String> {
-        self.need_live("be dumped by .dump (open it and use coroner dump for a copy)")?;
         let (format, level, label) = match d.kind {
             DumpKind::Full { .. } => (
                 DumpFormat::ElfCore,
@@ -616,6 +615,10 @@ impl Session<'_> {
             }
             DumpKind::Mini(_) => (DumpFormat::Minidump, DumpLevel::Mini, "mini user dump"),
         };
+        if matches!(self.target, TargetBox::Dump(_)) {
+            return self.dump_from_dump(d, format, level, label);
+        }
+        self.need_live("be dumped by .dump")?;
         let mut path = PathBuf::from(&d.file);
         let pid = self.target().map(|t| t.pid()).unwrap_or(0);
         if d.unique {
@@ -664,6 +667,92 @@ impl Session<'_> {
             return Err(e.to_string());
         }
         Ok(())
+    }
+
+    /// `.dump` on a dump target: a new dump written from the old one (spec
+    /// §8). From an ELF core, any level (memory the core lacks is missing
+    /// from the new dump too, as a soft error). A minidump holds only its
+    /// level's memory: at its own level the new minidump is a copy of it
+    /// (every stream it has); at a smaller level, or as an ELF core, it is
+    /// written anew from a full minidump's streams and memory.
+    fn dump_from_dump(
+        &mut self,
+        d: &DumpCommand,
+        format: DumpFormat,
+        level: DumpLevel,
+        label: &str,
+    ) -> Result<(), String> {
+        let jit_addr = match &d.jit_info {
+            Some(e) => Some(self.eval(e)?),
+            None => None,
+        };
+        let TargetBox::Dump(t) = &self.target else {
+            return Err("no dump target".into());
+        };
+        let mut path = PathBuf::from(&d.file);
+        if d.unique {
+            path = unique_name(&path, t.pid());
+        }
+        let have = t.level();
+        let from_minidump = t.kind() == TargetKind::Minidump;
+        let copy = from_minidump && format == DumpFormat::Minidump && level == have;
+        if from_minidump && !copy && have != DumpLevel::Full {
+            let want = match format {
+                DumpFormat::ElfCore => "an ELF core".to_string(),
+                DumpFormat::Minidump => format!("a {level} minidump"),
+            };
+            return Err(format!(
+                "cannot write {want} from this {have} minidump: it lacks the memory. A minidump \
+                 is written again at its own level (a copy: {}) or, from a full one, at any level",
+                level_option(have)
+            ));
+        }
+        if copy && (d.comment.is_some() || jit_addr.is_some()) {
+            return Err(format!(
+                "/c and /j write a new dump; at its own level ({}) a minidump is copied as it is",
+                level_option(have)
+            ));
+        }
+        let result = if copy {
+            let src = t.path().to_path_buf();
+            coroner_dump::output::write_published(&path, d.overwrite, true, |out| {
+                copy_dump(&src, out)
+            })
+        } else {
+            let rec = t.recorded().map_err(|e| e.to_string())?;
+            let crash = match jit_addr {
+                Some(a) => Some(
+                    coroner_dump::crash_context_from_jit_block(rec.memory, a)
+                        .map_err(|e| e.to_string())?,
+                ),
+                // A core whose signal names a thread it has no registers
+                // for: no exception (as `coroner analyze` converts it).
+                None => rec.crash.filter(|c| {
+                    rec.snapshot
+                        .threads
+                        .iter()
+                        .any(|th| th.tid == c.tid && th.regs.is_some())
+                }),
+            };
+            let opts = DumpOptions {
+                level,
+                format,
+                comment: d.comment.clone(),
+                crash,
+                durable: true,
+            };
+            coroner_dump::output::write_published(&path, d.overwrite, true, |out| {
+                coroner_dump::write_dump(out, &rec.snapshot, rec.memory, &opts, &NoProgress)
+            })
+        };
+        self.say(&format!("Creating {} - {label}", path.display()));
+        match result {
+            Ok(_) => {
+                self.say("Dump successfully written");
+                Ok(())
+            }
+            Err(e) => Err(format!("Dump creation failed: {e:#}")),
+        }
     }
 
     // ----- filters ------------------------------------------------------------
@@ -1181,6 +1270,34 @@ fn display_numbers(kind: DisplayKind, addr: u64, data: &[u8]) -> Option<String> 
         }
         _ => None,
     }
+}
+
+/// The `.dump` option for a minidump level.
+fn level_option(level: DumpLevel) -> &'static str {
+    match level {
+        DumpLevel::Mini => "/m",
+        DumpLevel::MiniPlus => "/mw",
+        DumpLevel::Full => "/ma",
+    }
+}
+
+/// Copy the dump file `src` into `out` (a minidump written again at its own
+/// level).
+fn copy_dump(
+    src: &std::path::Path,
+    out: &mut std::fs::File,
+) -> Result<coroner_dump::DumpStats, coroner_dump::DumpError> {
+    let failed = |source| coroner_dump::DumpError::File {
+        what: "copy the minidump",
+        path: src.to_path_buf(),
+        source,
+    };
+    let mut from = std::fs::File::open(src).map_err(failed)?;
+    let bytes = std::io::copy(&mut from, out).map_err(failed)?;
+    Ok(coroner_dump::DumpStats {
+        bytes_written: bytes,
+        ..Default::default()
+    })
 }
 
 /// `/u`: `<stem>_<pid>_<YYYYMMDD-HHMMSS>.<ext>` (UTC), as spec §13.5.

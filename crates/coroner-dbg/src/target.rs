@@ -10,9 +10,10 @@
 
 use coroner_dump::corefile::CoreFile;
 use coroner_dump::minidump::find_modules;
+use coroner_dump::DumpLevel;
 use coroner_proc::{MemorySource, ProcessSnapshot};
 use coroner_symbols::vdso::{self, Cpu};
-use coroner_types::{CrashContext, SigInfo, Tid, UserRegs};
+use coroner_types::{CrashContext, SigInfo, ThreadRegs, Tid, UserRegs};
 use minidump::format as md;
 use minidump::{
     Minidump, MinidumpContext, MinidumpException, MinidumpMiscInfo, MinidumpModuleList,
@@ -240,8 +241,22 @@ pub struct DumpTarget {
     modules: Vec<Module>,
     exception: Option<ExceptionInfo>,
     memory: Box<dyn MemorySource + Send>,
+    /// The memory level the dump holds (see [`DumpTarget::level`]).
+    level: DumpLevel,
+    /// A core's process as recorded, for writing dumps of it.
+    core: Option<(ProcessSnapshot, Option<CrashContext>)>,
     /// Streams or notes that could not be read; the dump opened anyway.
     pub warnings: Vec<String>,
+}
+
+/// The process a dump target recorded, as the dump writers take a stopped
+/// one (`.dump` on a dump target).
+pub struct Recorded<'a> {
+    pub snapshot: ProcessSnapshot,
+    /// The dump's memory.
+    pub memory: &'a dyn MemorySource,
+    /// The dump's exception, when it has one.
+    pub crash: Option<CrashContext>,
 }
 
 impl DumpTarget {
@@ -274,7 +289,8 @@ impl DumpTarget {
         })?;
         let snap = core.snapshot();
         let modules = modules_of(&snap, &core);
-        let exception = core.crash_context().map(|c: CrashContext| ExceptionInfo {
+        let crash = core.crash_context();
+        let exception = crash.as_ref().map(|c: &CrashContext| ExceptionInfo {
             tid: c.tid,
             siginfo: c.siginfo,
             regs: c.regs.gp,
@@ -308,6 +324,8 @@ impl DumpTarget {
             modules,
             exception,
             memory: Box::new(core),
+            level: DumpLevel::Full,
+            core: Some((snap, crash)),
             warnings,
         })
     }
@@ -390,26 +408,7 @@ impl DumpTarget {
                             .find(|(t, _)| t.tid == tid)
                             .and_then(|(_, r)| *r)
                     });
-                let signo = rec.exception_code as i32;
-                let code = rec.exception_flags as i32;
-                let siginfo = if (1..=64).contains(&signo) {
-                    if rec.number_parameters >= 2 && code > 0 {
-                        SigInfo::new_fault(signo, code, rec.exception_information[1])
-                    } else if rec.number_parameters >= 2 {
-                        SigInfo::new_sent(
-                            signo,
-                            code,
-                            rec.exception_information[0] as i32,
-                            rec.exception_information[1] as u32,
-                        )
-                    } else {
-                        SigInfo::new_fault(signo, code, rec.exception_address)
-                    }
-                } else {
-                    // A dump requested without a crash (Breakpad's
-                    // DUMP_REQUESTED, or a foreign code): no signal.
-                    SigInfo::new_fault(0, 0, rec.exception_address)
-                };
+                let siginfo = siginfo_of(rec);
                 regs.map(|regs| ExceptionInfo {
                     tid,
                     siginfo,
@@ -421,6 +420,7 @@ impl DumpTarget {
             Err(_) => None,
         };
 
+        let level = dump_level_of(dump.header.flags);
         let memory = MinidumpMemory::index(path, file).map_err(bad)?;
         let cpu = system_info.as_ref().map_or(Cpu::X86_64, |si| si.cpu);
         for m in &mut modules {
@@ -436,9 +436,237 @@ impl DumpTarget {
             modules,
             exception,
             memory: Box::new(memory),
+            level,
+            core: None,
             warnings,
         })
     }
+
+    /// The memory level the dump holds: for a minidump, what its header's
+    /// `MINIDUMP_TYPE` says (`WithFullMemory` full, else
+    /// `WithPrivateReadWriteMemory` mini-plus, else mini); an ELF core is
+    /// full (it holds whatever the kernel's `coredump_filter` kept, which
+    /// a dump of any level reads from).
+    pub fn level(&self) -> DumpLevel {
+        self.level
+    }
+
+    /// The process as the dump recorded it, for writing a dump of it: a
+    /// core's snapshot (as `coroner analyze` converts cores); a minidump's
+    /// rebuilt from its streams (the Linux streams, thread contexts and
+    /// names, our XSAVE stream, the exception). A minidump without the
+    /// `LinuxMaps` stream has no mappings to plan a dump from: refused.
+    pub fn recorded(&self) -> Result<Recorded<'_>, TargetError> {
+        let (snapshot, crash) = match &self.core {
+            Some((snap, crash)) => (snap.clone(), crash.clone()),
+            None => minidump_process(&self.path)?,
+        };
+        Ok(Recorded {
+            snapshot,
+            memory: self.memory.as_ref(),
+            crash,
+        })
+    }
+}
+
+// MINIDUMP_TYPE bits of a minidump header.
+const MD_WITH_FULL_MEMORY: u64 = 0x2;
+const MD_WITH_PRIVATE_RW_MEMORY: u64 = 0x200;
+
+fn dump_level_of(flags: u64) -> DumpLevel {
+    if flags & MD_WITH_FULL_MEMORY != 0 {
+        DumpLevel::Full
+    } else if flags & MD_WITH_PRIVATE_RW_MEMORY != 0 {
+        DumpLevel::MiniPlus
+    } else {
+        DumpLevel::Mini
+    }
+}
+
+/// The signal of a minidump exception record (Breakpad convention: code =
+/// signal number, flags = `si_code`, parameters `[si_errno, si_addr]` for
+/// a fault or `[si_pid, si_uid]` for a sent signal); signal 0 for a dump
+/// requested without a crash (`DUMP_REQUESTED`) or a foreign code.
+fn siginfo_of(rec: &md::MINIDUMP_EXCEPTION) -> SigInfo {
+    let signo = rec.exception_code as i32;
+    let code = rec.exception_flags as i32;
+    if !(1..=64).contains(&signo) {
+        return SigInfo::new_fault(0, 0, rec.exception_address);
+    }
+    if rec.number_parameters >= 2 && code > 0 {
+        SigInfo::new_fault(signo, code, rec.exception_information[1])
+    } else if rec.number_parameters >= 2 {
+        SigInfo::new_sent(
+            signo,
+            code,
+            rec.exception_information[0] as i32,
+            rec.exception_information[1] as u32,
+        )
+    } else {
+        SigInfo::new_fault(signo, code, rec.exception_address)
+    }
+}
+
+/// General and FXSAVE registers of a minidump context (x86-64 only).
+fn thread_regs_of(ctx: &MinidumpContext) -> Option<ThreadRegs> {
+    const CONTEXT_AMD64_FLOATING_POINT: u32 = 0x0010_0008;
+    let gp = user_regs_of(ctx)?;
+    let MinidumpRawContext::Amd64(c) = &ctx.raw else {
+        return None;
+    };
+    let fp = (c.context_flags & CONTEXT_AMD64_FLOATING_POINT == CONTEXT_AMD64_FLOATING_POINT)
+        .then(|| Box::new(c.float_save));
+    Some(ThreadRegs {
+        gp,
+        fp,
+        xstate: None,
+    })
+}
+
+/// The entries of our XSAVE stream ([`coroner_dump::minidump::XSTATE_STREAM`]):
+/// (tid with its crash-context flag bit, XSAVE bytes). A malformed stream
+/// gives what was read before the fault.
+fn xstate_entries(data: &[u8]) -> Vec<(u32, Vec<u8>)> {
+    use coroner_dump::minidump::XSTATE_STREAM_VERSION;
+    let u32_at = |o: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(
+            data.get(o..o.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
+    let mut out = Vec::new();
+    if u32_at(0) != Some(XSTATE_STREAM_VERSION) {
+        return out;
+    }
+    let count = u32_at(4).unwrap_or(0);
+    let mut at = 8usize;
+    for _ in 0..count {
+        let (Some(tid), Some(size)) = (u32_at(at), u32_at(at + 4)) else {
+            break;
+        };
+        let start = at + 8;
+        let Some(bytes) = start
+            .checked_add(size as usize)
+            .and_then(|end| data.get(start..end))
+        else {
+            break;
+        };
+        out.push((tid, bytes.to_vec()));
+        at = (start + bytes.len()).next_multiple_of(8);
+    }
+    out
+}
+
+/// A minidump's process, rebuilt from its streams (see
+/// [`DumpTarget::recorded`]).
+fn minidump_process(path: &Path) -> Result<(ProcessSnapshot, Option<CrashContext>), TargetError> {
+    use coroner_dump::minidump::{XSTATE_CRASH_FLAG, XSTATE_STREAM};
+    use md::MINIDUMP_STREAM_TYPE as S;
+    let bad = |reason: String| TargetError::Minidump {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dump = Minidump::read_path(path).map_err(|e| bad(e.to_string()))?;
+    let raw = |ty: S| dump.get_raw_stream(ty as u32).ok().map(<[u8]>::to_vec);
+    let maps = raw(S::LinuxMaps).ok_or_else(|| {
+        bad("it has no LinuxMaps stream, so no mappings to plan a dump from".into())
+    })?;
+    let mappings = coroner_proc::procfs::parse_maps(&maps)
+        .map_err(|e| bad(format!("its LinuxMaps stream is not maps text: {e}")))?;
+    let system_info = dump.get_stream::<minidump::MinidumpSystemInfo>().ok();
+    let misc = dump.get_stream::<MinidumpMiscInfo>().ok();
+    let names = dump.get_stream::<MinidumpThreadNames>().ok();
+    let xstate = dump
+        .get_raw_stream(XSTATE_STREAM)
+        .map(xstate_entries)
+        .unwrap_or_default();
+    let xstate_of = |tid: u32| {
+        xstate
+            .iter()
+            .find(|(t, _)| *t == tid)
+            .map(|(_, x)| x.clone())
+    };
+
+    let mut snap = ProcessSnapshot {
+        mappings,
+        auxv: raw(S::LinuxAuxv).unwrap_or_default(),
+        ..ProcessSnapshot::default()
+    };
+    snap.files = coroner_proc::LinuxFiles {
+        cmdline: raw(S::LinuxCmdLine),
+        environ: raw(S::LinuxEnviron),
+        status: raw(S::LinuxProcStatus),
+        maps: Some(maps),
+        limits: raw(S::MozLinuxLimits),
+        cpuinfo: raw(S::LinuxCpuInfo),
+        os_release: raw(S::LinuxLsbRelease),
+        smaps: None,
+    };
+    if let Some(m) = &misc {
+        snap.pid = coroner_types::Pid(m.raw.process_id().copied().unwrap_or(0) as i32);
+        snap.start_time = m.raw.process_create_time().copied().map_or(0, u64::from);
+    }
+    if let Some(st) = snap
+        .files
+        .status
+        .as_deref()
+        .and_then(|t| coroner_proc::procfs::parse_status(t).ok())
+    {
+        snap.ppid = st.ppid;
+        snap.uid = st.uid[0];
+        snap.gid = st.gid[0];
+        snap.comm = st.name;
+        if snap.pid.0 == 0 {
+            snap.pid = st.tgid;
+        }
+    }
+    if let Ok(list) = dump.get_stream::<MinidumpModuleList>() {
+        if let Some(m) = list.main_module() {
+            snap.exe = PathBuf::from(m.code_file().into_owned());
+        }
+    }
+    if let Ok(list) = dump.get_stream::<MinidumpThreadList>() {
+        for t in &list.threads {
+            let tid = t.raw.thread_id;
+            let regs = system_info
+                .as_ref()
+                .and_then(|si| t.context(si, misc.as_ref()))
+                .and_then(|c| thread_regs_of(&c))
+                .map(|mut r| {
+                    r.xstate = xstate_of(tid);
+                    r
+                });
+            let name = names
+                .as_ref()
+                .and_then(|n| n.get_name(tid))
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default();
+            snap.threads.push(coroner_proc::ThreadSnapshot {
+                tid: Tid(tid as i32),
+                name,
+                regs,
+            });
+        }
+    }
+    let crash = dump.get_stream::<MinidumpException>().ok().and_then(|exc| {
+        let siginfo = siginfo_of(&exc.raw.exception_record);
+        if siginfo.signo() == 0 {
+            return None;
+        }
+        let tid = exc.thread_id;
+        let mut regs = system_info
+            .as_ref()
+            .and_then(|si| exc.context(si, misc.as_ref()))
+            .and_then(|c| thread_regs_of(&c))?;
+        regs.xstate = xstate_of(tid | XSTATE_CRASH_FLAG);
+        Some(CrashContext {
+            tid: Tid(tid as i32),
+            siginfo,
+            regs,
+        })
+    });
+    snap.soft_errors
+        .push(format!("written from the minidump {}", path.display()));
+    Ok((snap, crash))
 }
 
 /// The x86-64 general registers of a minidump context.
@@ -639,5 +867,68 @@ mod tests {
         std::fs::write(&p, b"\x7fELFgarbage").unwrap();
         let e = DumpTarget::open(&p).err().expect("refused");
         assert!(e.to_string().contains("not a readable ELF core"), "{e}");
+    }
+
+    #[test]
+    fn header_flags_give_the_level() {
+        assert_eq!(dump_level_of(0x800), DumpLevel::Mini);
+        assert_eq!(dump_level_of(0), DumpLevel::Mini);
+        assert_eq!(dump_level_of(0x800 | 0x200), DumpLevel::MiniPlus);
+        assert_eq!(dump_level_of(0x800 | 0x2), DumpLevel::Full);
+        assert_eq!(dump_level_of(0x2 | 0x200), DumpLevel::Full);
+    }
+
+    #[test]
+    fn xstate_stream_entries_and_malformed_streams() {
+        let mut s = Vec::new();
+        s.extend_from_slice(&1u32.to_le_bytes());
+        s.extend_from_slice(&2u32.to_le_bytes());
+        s.extend_from_slice(&7u32.to_le_bytes());
+        s.extend_from_slice(&3u32.to_le_bytes());
+        s.extend_from_slice(&[1, 2, 3, 0, 0, 0, 0, 0]);
+        s.extend_from_slice(&(7u32 | 0x8000_0000).to_le_bytes());
+        s.extend_from_slice(&1u32.to_le_bytes());
+        s.extend_from_slice(&[9, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            xstate_entries(&s),
+            vec![(7, vec![1, 2, 3]), (7 | 0x8000_0000, vec![9])]
+        );
+        // Cut anywhere, or claiming more than there is: what came before.
+        for len in 0..s.len() {
+            assert!(xstate_entries(&s[..len]).len() <= 2);
+        }
+        let mut huge = s.clone();
+        huge[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(xstate_entries(&huge), vec![]);
+        let mut other_version = s;
+        other_version[0] = 9;
+        assert_eq!(xstate_entries(&other_version), vec![]);
+    }
+
+    #[test]
+    fn exception_records_as_signals() {
+        let mut rec = md::MINIDUMP_EXCEPTION {
+            exception_code: 11,
+            exception_flags: 2,
+            exception_address: 0x1234,
+            number_parameters: 2,
+            ..Default::default()
+        };
+        rec.exception_information[1] = 0xdead;
+        let si = siginfo_of(&rec);
+        assert_eq!((si.signo(), si.code(), si.addr()), (11, 2, 0xdead));
+        rec.exception_code = 0xFFFF_FFFF;
+        assert_eq!(siginfo_of(&rec).signo(), 0, "DUMP_REQUESTED is no signal");
+    }
+
+    #[test]
+    fn a_minidump_without_maps_cannot_be_dumped_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.dmp");
+        std::fs::write(&p, b"MDMP\x93\xa7\0\0\0\0\0\0 \0\0\0").unwrap();
+        match minidump_process(&p) {
+            Err(e) => assert!(e.to_string().contains("x.dmp"), "{e}"),
+            Ok(_) => panic!("an empty minidump has no process"),
+        }
     }
 }

@@ -214,6 +214,23 @@ pub fn dump_attached(
     Ok(stats)
 }
 
+/// Write a dump with `write` (handed the empty temporary file) and publish
+/// it as `dest` under the same discipline as [`dump_attached`]: for dumps
+/// made from something other than a stopped process (a debugger's `.dump`
+/// on a dump target: converted from a core, shrunk or copied from a
+/// minidump).
+pub fn write_published(
+    dest: &Path,
+    overwrite: bool,
+    durable: bool,
+    write: impl FnOnce(&mut File) -> Result<DumpStats, DumpError>,
+) -> Result<DumpStats, DumpError> {
+    let mut tmp = TempDump::create(dest, overwrite)?;
+    let stats = write(&mut tmp.file)?;
+    tmp.publish(durable)?;
+    Ok(stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
