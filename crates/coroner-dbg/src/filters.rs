@@ -1010,6 +1010,35 @@ impl Filters {
         }
     }
 
+    /// The filter of signal `signo` when every instance of it gets the same
+    /// one whatever its `siginfo_t` says (no hint: the engine gives hints
+    /// only to SIGSEGV, SIGABRT and its own breakpoints), so that the
+    /// engine need not read the `siginfo_t` to decide; `None` when the
+    /// `si_code` or sender may change the answer.
+    pub fn exception_by_signal(&self, signo: i32) -> Option<ExceptionMatch> {
+        let depends_on_code = matches!(
+            signo,
+            SIGSEGV | SIGBUS | SIGFPE | SIGSYS | SIGABRT | SIGTRAP
+        );
+        if depends_on_code {
+            return None;
+        }
+        let fixed = matches!(signo, SIGILL | SIGINT | SIGQUIT | SIGPIPE)
+            || self.numeric.contains_key(&signo)
+            // `*` reads the code only to tell an async signal while its
+            // break status is untouched.
+            || self.default_touched;
+        // Any siginfo of this signal: the code and sender no longer matter.
+        fixed.then(|| {
+            self.exception(&ExceptionEvent {
+                signo,
+                code: 0,
+                sent_by_self: false,
+                hint: ExceptionHint::None,
+            })
+        })
+    }
+
     /// What the filter of a non-exception event says. `name` is the module
     /// path (`ld`/`ud`), child image path (`cpr`/`epr`) or output text
     /// (`out`); `address` the module base. Unknown name or address ⇒ the
@@ -1818,6 +1847,43 @@ asrt - Assertion failure - break - not handled
         assert_eq!(m.windows_code, 5);
         let m = hinted(5, 0x80, ExceptionHint::Breakpoint);
         assert_eq!((m.code.as_str(), m.handling), ("bpe", Handling::Handled));
+    }
+
+    /// The engine skips reading the `siginfo_t` of a signal whose filter
+    /// it names alone; a wrong answer here would apply the wrong filter.
+    #[test]
+    fn exception_by_signal_only_when_the_code_cannot_matter() {
+        let mut f = Filters::new();
+        // `*` untouched: an async SIGUSR1 is Output, a kernel one not.
+        assert_eq!(f.exception_by_signal(10), None);
+        for signo in [11, 7, 8, 31, 6, 5] {
+            assert_eq!(f.exception_by_signal(signo), None, "{signo}");
+        }
+        assert_eq!(f.exception_by_signal(4).map(|m| m.code), Some("ii".into()));
+        assert_eq!(f.exception_by_signal(13).map(|m| m.code), Some("3c".into()));
+        assert_eq!(f.exception_by_signal(2).map(|m| m.code), Some("cce".into()));
+        sx(&mut f, SxVerb::I, "SIGUSR1");
+        let m = f.exception_by_signal(10).unwrap();
+        assert_eq!(
+            (m.code.as_str(), m.break_status),
+            ("a", BreakStatus::Ignore)
+        );
+        // Whatever the code, the full classification agrees.
+        for (code, by_self) in [(0, false), (-6, true), (1, false)] {
+            let ev = ExceptionEvent {
+                signo: 10,
+                code,
+                sent_by_self: by_self,
+                hint: ExceptionHint::None,
+            };
+            assert_eq!(f.exception(&ev), m);
+        }
+        assert_eq!(f.exception_by_signal(12), None);
+        sx(&mut f, SxVerb::I, "*");
+        assert_eq!(
+            f.exception_by_signal(12).map(|m| m.break_status),
+            Some(BreakStatus::Ignore)
+        );
     }
 
     #[test]

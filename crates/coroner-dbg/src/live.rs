@@ -10,9 +10,13 @@
 //! session's job.
 //!
 //! Must not: leave a tracee stopped or with a breakpoint byte in it when the
-//! session ends (detach restores every byte first), or call ptrace from any
-//! thread but the one that attached (the waiter thread only calls
-//! `waitpid`, which Linux allows any thread of the tracer's group to do).
+//! session ends (detach restores every byte first), or call ptrace or
+//! `waitpid` from any thread but the one that attached. There is no other
+//! thread: the engine waits in the session's own thread, `waitpid(WNOHANG |
+//! __WNOTHREAD)` for a moment, then one poll on `SIGCHLD` (a signalfd) and
+//! the launched program's output pipes. Handing each stop over from a
+//! waiter thread cost two thread wake-ups per stop; `__WNOTHREAD` keeps the
+//! children of the process's other threads (and other sessions) out.
 //!
 //! Windows and Linux differ here in three ways that shape this module.
 //! First chance is the signal-delivery-stop, before any handler of the
@@ -32,6 +36,7 @@ use crate::target::{
 use coroner_dump::elfmem::read_dso_debug;
 use coroner_proc::procfs;
 use coroner_proc::{auxv_value, MemorySource, ProcError, ProcessMemory, ProcessSnapshot};
+use coroner_sys::poll::{self as sys_poll, ChildSignals};
 use coroner_sys::ptrace;
 use coroner_sys::wait::{self, WaitStatus};
 use coroner_types::{Pid, SigInfo, Tid, UserRegs};
@@ -39,10 +44,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::process::Command;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 const OPTIONS: u32 = ptrace::PTRACE_O_TRACECLONE
@@ -57,6 +62,16 @@ const AT_ENTRY: u64 = 9;
 const INT3: u8 = 0xcc;
 /// How long the engine polls for the next stop before it sleeps.
 const SPIN: Duration = Duration::from_micros(200);
+/// The longest sleep between two looks at the tracees: a thread of ours
+/// that does not block `SIGCHLD` (one that existed before the session, as
+/// in a test harness) may take the signal that would have woken us.
+const SLEEP_SLICE: Duration = Duration::from_millis(50);
+/// How many waits may go by, each finding a stop at once, before the
+/// output pipes are read anyway (so that a program that keeps stopping
+/// never fills them).
+const OUTPUT_EVERY: u32 = 64;
+/// The most one read of the output takes from one pipe.
+const OUTPUT_CHUNK: usize = 64 * 1024;
 
 /// Which output stream of a launched target a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,14 +90,14 @@ pub enum Event {
         pid: Pid,
         tid: Tid,
     },
-    /// A signal is about to be delivered (first chance). Whether its
-    /// delivery would kill the process (the second chance) costs a
-    /// `/proc` read, so the session asks [`Live::would_kill`] only when a
-    /// filter needs to know.
+    /// A signal is about to be delivered (first chance). Its `siginfo_t`
+    /// ([`Live::siginfo`]) and whether its delivery would kill the process
+    /// (the second chance, [`Live::would_kill`]) each cost a system call,
+    /// so the session asks only when a filter needs to know.
     Signal {
         pid: Pid,
         tid: Tid,
-        siginfo: SigInfo,
+        signo: i32,
     },
     /// A user breakpoint (`bp`) was hit; the pc is at its address.
     Breakpoint {
@@ -226,6 +241,10 @@ struct ThreadState {
     interrupting: bool,
     /// A new clone whose first stop has not been seen.
     starting: bool,
+    /// In this stop its registers were written, or a step off one of our
+    /// breakpoints was cut short by a signal: its pc may sit on an `int3`
+    /// it has already hit.
+    moved: bool,
 }
 
 /// A software breakpoint.
@@ -379,15 +398,24 @@ enum Next {
     Nothing,
 }
 
-enum Msg {
-    Wait(Tid, WaitStatus),
-    WaitError(io::Error),
-    Output(Pid, Stream, String),
-    /// An output reader reached end of file.
-    OutputDone,
-    /// An output reader read our sync mark `seq`: every byte written to
-    /// its stream before the mark has been sent as `Output`.
-    OutputSynced(u64),
+/// What one non-blocking `waitpid` found.
+enum Reap {
+    Status(Tid, WaitStatus),
+    /// Nothing to report yet.
+    Nothing,
+    /// This thread has no child or tracee left.
+    NoChildren,
+}
+
+/// One captured output stream of a launched program (non-blocking).
+struct OutputPipe {
+    pid: Pid,
+    stream: Stream,
+    pipe: std::io::PipeReader,
+    /// The start of a line the program has not finished.
+    line: Vec<u8>,
+    /// Not at end of file yet.
+    open: bool,
 }
 
 /// The live debugging engine.
@@ -400,9 +428,14 @@ pub struct Live {
     /// Follow children (`-o`, `.childdbg 1`).
     pub debug_children: bool,
     pub launched: bool,
-    rx: Receiver<Msg>,
-    tx: Sender<Msg>,
-    waiter: Option<std::thread::JoinHandle<()>>,
+    /// `SIGCHLD` as a descriptor: the engine sleeps in one poll on it and
+    /// the output pipes. `None` if it could not be made; the engine then
+    /// looks at the tracees every [`SLEEP_SLICE`].
+    child_signals: Option<ChildSignals>,
+    /// The launched program's captured stdout and stderr.
+    outputs: Vec<OutputPipe>,
+    /// Waits since the output was last read.
+    since_output: u32,
     /// Statuses read while waiting for something else.
     queued: VecDeque<(Tid, WaitStatus)>,
     /// Events decoded but not yet returned.
@@ -413,8 +446,6 @@ pub struct Live {
     user_step: Option<Tid>,
     /// Threads → pid.
     owner: BTreeMap<Tid, Pid>,
-    /// Output readers that have not reached end of file.
-    readers_open: usize,
     /// Break-in timeout (`-pt`).
     pub break_timeout: Duration,
     /// The registers of stopped threads, read from the kernel at most once
@@ -422,21 +453,15 @@ pub struct Live {
     /// it. An event (say a SIGSEGV that breaks) needs them for its
     /// classification, its exception record and its display.
     regs_cache: RefCell<BTreeMap<Tid, UserRegs>>,
+    /// The `siginfo_t` of threads in a signal-delivery-stop, read at most
+    /// once per stop, as the registers are.
+    siginfo_cache: RefCell<BTreeMap<Tid, SigInfo>>,
     /// How many times registers were read from the kernel (for tests).
     regs_reads: Cell<u64>,
-    /// Our own write end of each captured output pipe: a mark written
-    /// there after the program's bytes tells when the reader has seen them
-    /// all ([`Live::sync_output`]). Dropped when the program is gone, so
-    /// that the readers see end of file.
-    out_marks: Vec<std::io::PipeWriter>,
-    /// Makes the marks of this session unlike anything a program writes.
-    mark_token: String,
-    mark_seq: u64,
 }
 
 impl Live {
     fn new(pid: Pid, launched: bool) -> Live {
-        let (tx, rx) = mpsc::channel();
         Live {
             procs: BTreeMap::new(),
             current: pid,
@@ -444,28 +469,18 @@ impl Live {
             next_bp: 0,
             debug_children: false,
             launched,
-            rx,
-            tx,
-            waiter: None,
+            child_signals: ChildSignals::new().ok(),
+            outputs: Vec::new(),
+            since_output: 0,
             queued: VecDeque::new(),
             pending: VecDeque::new(),
             last_exception: None,
             user_step: None,
             owner: BTreeMap::new(),
-            readers_open: 0,
             break_timeout: Duration::from_secs(30),
             regs_cache: RefCell::new(BTreeMap::new()),
+            siginfo_cache: RefCell::new(BTreeMap::new()),
             regs_reads: Cell::new(0),
-            out_marks: Vec::new(),
-            mark_token: format!(
-                "{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-            ),
-            mark_seq: 0,
         }
     }
 
@@ -489,6 +504,19 @@ impl Live {
     /// `tid` runs again (or stopped anew): its registers change.
     fn forget_regs(&self, tid: Tid) {
         self.regs_cache.borrow_mut().remove(&tid);
+        self.siginfo_cache.borrow_mut().remove(&tid);
+    }
+
+    /// The `siginfo_t` of the signal thread `tid` is stopped for, from the
+    /// kernel the first time in this stop (a bare one of `signo` if the
+    /// kernel has none to give).
+    pub fn siginfo(&self, tid: Tid, signo: i32) -> SigInfo {
+        if let Some(si) = self.siginfo_cache.borrow().get(&tid) {
+            return *si;
+        }
+        let si = ptrace::get_siginfo(tid).unwrap_or_else(|_| SigInfo::new_sent(signo, 0, 0, 0));
+        self.siginfo_cache.borrow_mut().insert(tid, si);
+        si
     }
 
     /// `PTRACE_CONT`, forgetting the thread's registers.
@@ -530,11 +558,10 @@ impl Live {
             })
         };
         let mut readers = Vec::new();
-        let mut marks = Vec::new();
         if capture {
             for stream in [Stream::Stdout, Stream::Stderr] {
                 let (r, w) = std::io::pipe().map_err(launch_error)?;
-                marks.push(w.try_clone().map_err(launch_error)?);
+                sys_poll::set_nonblocking(r.as_fd(), true).map_err(launch_error)?;
                 match stream {
                     Stream::Stdout => cmd.stdout(w),
                     Stream::Stderr => cmd.stderr(w),
@@ -552,13 +579,18 @@ impl Live {
         p.threads.insert(tid, ThreadState::default());
         live.owner.insert(tid, pid);
         live.procs.insert(pid, p);
-        for (stream, r) in readers {
-            live.read_output(pid, stream, r);
-        }
-        live.out_marks = marks;
+        live.outputs = readers
+            .into_iter()
+            .map(|(stream, pipe)| OutputPipe {
+                pid,
+                stream,
+                pipe,
+                line: Vec::new(),
+                open: true,
+            })
+            .collect();
         // `child` is reaped by our waitpid loop, never by `Child::wait`.
         drop(child);
-        live.start_waiter();
         coroner_sys::signal::kill(pid, libc::SIGCONT).map_err(pt("SIGCONT", pid, tid))?;
         // Run to the SIGCONT stop: the program has not run an instruction.
         loop {
@@ -613,7 +645,6 @@ impl Live {
             live.owner.insert(tid, pid);
         }
         live.procs.insert(pid, p);
-        live.start_waiter();
         if stop {
             live.stop_all()?;
             let tid = Tid(pid.0);
@@ -627,123 +658,14 @@ impl Live {
         Ok(live)
     }
 
-    fn start_waiter(&mut self) {
-        if self.waiter.as_ref().is_some_and(|w| !w.is_finished()) {
-            return;
-        }
-        let tx = self.tx.clone();
-        self.waiter = Some(std::thread::spawn(move || loop {
-            match wait::wait_any(0) {
-                Ok(Some((tid, st))) => {
-                    if tx.send(Msg::Wait(tid, st)).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.send(Msg::WaitError(e));
-                    return;
-                }
-            }
-        }));
-    }
-
-    fn read_output(&mut self, pid: Pid, stream: Stream, src: impl io::Read + Send + 'static) {
-        let tx = self.tx.clone();
-        let mark = sync_mark_prefix(&self.mark_token).into_bytes();
-        self.readers_open += 1;
-        // Detached: it ends at end of file, counted by `readers_open`.
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(src);
-            let mut line = Vec::new();
-            loop {
-                let start = line.len();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => {
-                        if !line.is_empty() {
-                            let text = String::from_utf8_lossy(&line).into_owned();
-                            let _ = tx.send(Msg::Output(pid, stream, text));
-                        }
-                        let _ = tx.send(Msg::OutputDone);
-                        return;
-                    }
-                    Ok(_) => {
-                        // Our mark ends a read at its newline; a line the
-                        // program had not finished stays for later.
-                        if let Some(seq) = take_sync_mark(&mut line, start, &mark) {
-                            if tx.send(Msg::OutputSynced(seq)).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        if line.last() == Some(&b'\n') {
-                            line.pop();
-                        }
-                        let text = String::from_utf8_lossy(&line).into_owned();
-                        line.clear();
-                        if tx.send(Msg::Output(pid, stream, text)).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-    }
-
     /// Everything a launched program wrote to its captured output before
-    /// now, as `Output` events, in order: those already read and the rest,
-    /// fetched with a mark written behind them into each pipe. The session
-    /// calls this before it reports a stop, so that the program's lines
-    /// come before the event, as they were written. Empty when the output
-    /// is not captured.
+    /// now, as `Output` events, in order: those already read and the rest
+    /// of what the pipes hold (a write the program finished is in its
+    /// pipe). The session calls this before it reports a stop, so that the
+    /// program's lines come before the event, as they were written. Empty
+    /// when the output is not captured.
     pub fn sync_output(&mut self) -> Vec<Event> {
-        if !self.out_marks.is_empty() {
-            self.mark_seq += 1;
-            let seq = self.mark_seq;
-            let text = format!("{}{seq}\0\n", sync_mark_prefix(&self.mark_token));
-            let mut waiting = 0;
-            for w in &self.out_marks {
-                let mut w: &std::io::PipeWriter = w;
-                if io::Write::write_all(&mut w, text.as_bytes()).is_ok() {
-                    waiting += 1;
-                }
-            }
-            // A guard, never reached in practice: the readers only read.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while waiting > 0 {
-                let Ok(msg) = self
-                    .rx
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                else {
-                    break;
-                };
-                match msg {
-                    Msg::OutputSynced(s) => {
-                        if s == seq {
-                            waiting -= 1;
-                        }
-                    }
-                    Msg::OutputDone => {
-                        self.readers_open = self.readers_open.saturating_sub(1);
-                        waiting -= 1;
-                    }
-                    Msg::Output(pid, stream, line) => {
-                        self.pending.push_back(Event::Output { pid, stream, line });
-                    }
-                    // Stops that happen meanwhile wait their turn.
-                    Msg::Wait(t, st) => {
-                        self.forget_regs(t);
-                        self.queued.push_back((t, st));
-                    }
-                    // For the wait loop to report.
-                    Msg::WaitError(e) => {
-                        let _ = self.tx.send(Msg::WaitError(e));
-                        break;
-                    }
-                }
-            }
-        }
+        self.read_output();
         let mut lines = Vec::new();
         self.pending.retain(|e| {
             let out = matches!(e, Event::Output { .. });
@@ -755,40 +677,74 @@ impl Live {
         lines
     }
 
+    /// Read what the output pipes hold now, without waiting, into pending
+    /// `Output` events, one per line; a line the program has not finished
+    /// stays for later (all of it at end of file).
+    fn read_output(&mut self) {
+        self.since_output = 0;
+        let mut buf = [0u8; 4096];
+        for o in self.outputs.iter_mut().filter(|o| o.open) {
+            let mut taken = 0;
+            while taken < OUTPUT_CHUNK {
+                match o.pipe.read(&mut buf) {
+                    Ok(0) => {
+                        o.open = false;
+                        break;
+                    }
+                    Ok(n) => {
+                        taken += n;
+                        o.line.extend_from_slice(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        o.open = false;
+                        break;
+                    }
+                }
+            }
+            for line in take_lines(&mut o.line, !o.open) {
+                self.pending.push_back(Event::Output {
+                    pid: o.pid,
+                    stream: o.stream,
+                    line,
+                });
+            }
+        }
+    }
+
     /// Put an event back in front of the queue (its stop stays as it is).
     pub fn requeue(&mut self, ev: Event) {
         self.pending.push_front(ev);
     }
 
-    /// Wait for the output readers to reach end of file (the program is
-    /// gone) and queue every line they read.
+    /// Read the output pipes to end of file (the program is gone) and
+    /// queue every line.
     fn drain_output(&mut self) {
-        // Our write ends would keep the pipes from ever reaching end of
-        // file.
-        self.out_marks.clear();
-        let mut statuses = Vec::new();
         // A process the program started may keep the pipes open: wait a
         // little for end of file, never forever.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while self.readers_open > 0 {
-            match self
-                .rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(msg) => {
-                    if let Some(Ok(Some(status))) = self.absorb(msg) {
-                        statuses.push(status);
-                    }
-                }
-                Err(_) => break,
+        loop {
+            self.read_output();
+            let open: Vec<_> = self
+                .outputs
+                .iter()
+                .filter(|o| o.open)
+                .map(|o| o.pipe.as_fd())
+                .collect();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if open.is_empty() || left.is_zero() {
+                break;
+            }
+            if sys_poll::wait_readable(&open, Some(left)).is_err() {
+                break;
             }
         }
-        self.readers_open = 0;
-        self.queued.extend(statuses);
+        self.outputs.clear();
     }
 
-    /// The next wait status, from the queue or the waiter (with a deadline).
-    /// Output lines met on the way become pending events.
+    /// The next wait status, from the queue or the tracees (with a
+    /// deadline). Output lines met on the way become pending events.
     fn next_status(
         &mut self,
         deadline: Option<Instant>,
@@ -799,77 +755,91 @@ impl Live {
         }
     }
 
+    /// One `waitpid(WNOHANG)` for the tracees and children of this thread
+    /// (`__WNOTHREAD`: another thread's children are none of ours).
+    fn try_wait(&self) -> Result<Reap, LiveError> {
+        match wait::wait_any(libc::WNOHANG | libc::__WNOTHREAD) {
+            Ok(Some((t, st))) => {
+                // A new stop (or an exit): whatever was read is stale.
+                self.forget_regs(t);
+                Ok(Reap::Status(t, st))
+            }
+            Ok(None) => Ok(Reap::Nothing),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(Reap::NoChildren),
+            Err(e) => Err(LiveError::Wait(e)),
+        }
+    }
+
     /// [`Live::next_status`] that also returns when an output line became a
     /// pending event (`wake_on_output`): the program may print and then run
     /// for a long time without a stop, and the line is an event of its own.
+    ///
+    /// The engine waits in its own thread, the one that attached (no
+    /// hand-over from a waiter thread: each costs a thread wake-up, tens
+    /// of microseconds on a VM). It looks with `waitpid(WNOHANG)`, yielding
+    /// in between, for [`SPIN`]; then it sleeps in one poll on `SIGCHLD`
+    /// (a signalfd) and the output pipes.
     fn next(&mut self, deadline: Option<Instant>, wake_on_output: bool) -> Result<Next, LiveError> {
         if let Some((t, st)) = self.queued.pop_front() {
             return Ok(Next::Status(t, st));
         }
-        // Spin briefly before sleeping: on a VM, waking a halted vCPU costs
-        // tens of microseconds, more than a typical signal round trip.
         let spin_until = Instant::now() + SPIN;
+        // The SIGCHLDs pending were taken and the tracees looked at since:
+        // the next one is news.
+        let mut armed = false;
+        let mut turn = 0u32;
         loop {
-            let msg = if Instant::now() < spin_until {
-                match self.rx.try_recv() {
-                    Ok(m) => m,
-                    Err(_) => {
-                        // Yield rather than spin: on a busy or single CPU
-                        // the tracee may need this very CPU to reach its
-                        // next stop.
-                        std::thread::yield_now();
-                        continue;
+            turn = turn.wrapping_add(1);
+            match self.try_wait()? {
+                Reap::Status(t, st) => {
+                    self.since_output += 1;
+                    if self.since_output >= OUTPUT_EVERY && !self.outputs.is_empty() {
+                        self.read_output();
                     }
+                    return Ok(Next::Status(t, st));
                 }
-            } else {
-                match deadline {
-                    None => match self.rx.recv() {
-                        Ok(m) => m,
-                        Err(_) => return Ok(Next::Nothing),
-                    },
-                    Some(d) => match self
-                        .rx
-                        .recv_timeout(d.saturating_duration_since(Instant::now()))
-                    {
-                        Ok(m) => m,
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                            return Ok(Next::Nothing)
-                        }
-                    },
+                Reap::NoChildren => return Ok(Next::Nothing),
+                Reap::Nothing => {}
+            }
+            let now = Instant::now();
+            let spinning = now < spin_until;
+            // A pipe read is a syscall: while spinning, the output waits a
+            // few turns (a stop is what the spin is for).
+            if !self.outputs.is_empty() && (!spinning || turn.is_multiple_of(16)) {
+                let before = self.pending.len();
+                self.read_output();
+                if wake_on_output && self.pending.len() > before {
+                    return Ok(Next::Output);
                 }
-            };
-            let before = self.pending.len();
-            match self.absorb(msg) {
-                Some(Ok(Some((t, st)))) => return Ok(Next::Status(t, st)),
-                Some(Ok(None)) => return Ok(Next::Nothing),
-                Some(Err(e)) => return Err(e),
-                None if wake_on_output && self.pending.len() > before => return Ok(Next::Output),
-                None => {}
             }
-        }
-    }
-
-    /// Take an output message into the pending events (or the count of
-    /// open readers) and return `None`; hand a wait message back.
-    fn absorb(&mut self, msg: Msg) -> Option<Result<Option<(Tid, WaitStatus)>, LiveError>> {
-        match msg {
-            Msg::Wait(t, s) => {
-                // A new stop (or an exit): whatever was read is stale.
-                self.forget_regs(t);
-                Some(Ok(Some((t, s))))
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(Next::Nothing);
             }
-            Msg::Output(pid, stream, line) => {
-                self.pending.push_back(Event::Output { pid, stream, line });
-                None
+            if spinning {
+                // Yield rather than spin: on a busy or single CPU the
+                // tracee may need this very CPU to reach its next stop.
+                std::thread::yield_now();
+                continue;
             }
-            Msg::OutputDone => {
-                self.readers_open = self.readers_open.saturating_sub(1);
-                None
+            if !armed {
+                // Take the SIGCHLDs of the stops already looked at, then
+                // look once more: a stop in between left no signal behind.
+                if let Some(c) = &self.child_signals {
+                    let _ = c.clear();
+                }
+                armed = true;
+                continue;
             }
-            // A mark of a sync that gave up waiting.
-            Msg::OutputSynced(_) => None,
-            Msg::WaitError(e) if e.raw_os_error() == Some(libc::ECHILD) => Some(Ok(None)),
-            Msg::WaitError(e) => Some(Err(LiveError::Wait(e))),
+            let mut fds: Vec<_> = self.child_signals.iter().map(|c| c.as_fd()).collect();
+            fds.extend(
+                self.outputs
+                    .iter()
+                    .filter(|o| o.open)
+                    .map(|o| o.pipe.as_fd()),
+            );
+            let slice = deadline.map_or(SLEEP_SLICE, |d| (d - now).min(SLEEP_SLICE));
+            sys_poll::wait_readable(&fds, Some(slice)).map_err(LiveError::Wait)?;
+            armed = false;
         }
     }
 
@@ -878,6 +848,7 @@ impl Live {
             th.stop = Some(stop);
             th.interrupting = false;
             th.starting = false;
+            th.moved = false;
         }
     }
 
@@ -1138,10 +1109,9 @@ impl Live {
     }
 
     fn decode_signal(&mut self, pid: Pid, tid: Tid, sig: i32) -> Result<Option<Event>, LiveError> {
-        let si = ptrace::get_siginfo(tid).unwrap_or_else(|_| SigInfo::new_sent(sig, 0, 0, 0));
         self.set_stop(tid, Stop::Signal(sig));
         if sig == libc::SIGTRAP {
-            let code = si.code();
+            let code = self.siginfo(tid, sig).code();
             if code == SI_KERNEL || code == TRAP_BRKPT {
                 let regs = self.thread_regs(tid).map_err(pt("GETREGS", pid, tid))?;
                 let at = regs.rip.wrapping_sub(1);
@@ -1174,7 +1144,7 @@ impl Live {
         Ok(Some(Event::Signal {
             pid,
             tid,
-            siginfo: si,
+            signo: sig,
         }))
     }
 
@@ -1473,7 +1443,18 @@ impl Live {
 
     /// If `tid` sits on one of our `int3`s, run that one instruction with
     /// the original byte back in place, then put the `int3` back.
+    ///
+    /// A thread in a signal-delivery-stop (other than SIGTRAP) that we did
+    /// not move is where the signal found it: an `int3` at its pc has not
+    /// run yet, and running it is a hit. Its registers are not read (the
+    /// hot path of a program that takes many signals).
     fn step_off_breakpoint(&mut self, pid: Pid, tid: Tid) -> Result<(), LiveError> {
+        let untouched_signal_stop = self.thread_mut(tid).is_some_and(|t| {
+            matches!(t.stop, Some(Stop::Signal(s)) if s != libc::SIGTRAP) && !t.moved
+        });
+        if untouched_signal_stop {
+            return Ok(());
+        }
         let Ok(regs) = self.thread_regs(tid) else {
             return Ok(());
         };
@@ -1508,6 +1489,9 @@ impl Live {
                     // the byte back and report that instead.
                     if let WaitStatus::Stopped { sig } = other {
                         self.set_stop(tid, Stop::Signal(sig));
+                        if let Some(t) = self.thread_mut(tid) {
+                            t.moved = true;
+                        }
                     }
                     self.queued.push_front((t, other));
                     break;
@@ -1789,8 +1773,12 @@ impl Live {
     pub fn set_regs(&mut self, tid: Tid, regs: &UserRegs) -> Result<(), LiveError> {
         let pid = self.pid_of(tid);
         // Whatever the kernel made of them is read back next time.
-        self.forget_regs(tid);
-        ptrace::set_regs(tid, regs).map_err(pt("SETREGS", pid, tid))
+        self.regs_cache.borrow_mut().remove(&tid);
+        ptrace::set_regs(tid, regs).map_err(pt("SETREGS", pid, tid))?;
+        if let Some(t) = self.thread_mut(tid) {
+            t.moved = true;
+        }
+        Ok(())
     }
 
     /// Write memory (keeps breakpoint bytes consistent).
@@ -1926,27 +1914,21 @@ impl Target for Live {
     }
 }
 
-/// The start of a sync mark (see [`Live::sync_output`]): NUL bytes and a
-/// per-session token, then the sequence number, a NUL and a newline.
-fn sync_mark_prefix(token: &str) -> String {
-    format!("\0coroner-output-sync {token} ")
-}
-
-/// If the bytes read since `start` end with a sync mark, cut it out of
-/// `line` (leaving the program's unfinished line before it) and return its
-/// sequence number.
-fn take_sync_mark(line: &mut Vec<u8>, start: usize, prefix: &[u8]) -> Option<u64> {
-    let body = line.strip_suffix(b"\0\n")?;
-    let at = body
-        .windows(prefix.len())
-        .rposition(|w| w == prefix)
-        .filter(|&i| i + prefix.len() > start)?;
-    let seq = std::str::from_utf8(&body[at + prefix.len()..])
-        .ok()?
-        .parse()
-        .ok()?;
-    line.truncate(at);
-    Some(seq)
+/// Take the finished lines out of `buf` (without their newline); at end
+/// of file (`eof`), what is left is a line too.
+fn take_lines(buf: &mut Vec<u8>, eof: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+        lines.push(String::from_utf8_lossy(&buf[start..start + nl]).into_owned());
+        start += nl + 1;
+    }
+    buf.drain(..start);
+    if eof && !buf.is_empty() {
+        lines.push(String::from_utf8_lossy(buf).into_owned());
+        buf.clear();
+    }
+    lines
 }
 
 /// `/proc/PID/mem` for writing breakpoint bytes (a tracer may write even
@@ -1964,33 +1946,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sync_marks_are_cut_out_of_the_stream() {
-        let prefix = sync_mark_prefix("42-7").into_bytes();
-        let mark = |seq: u64| format!("\0coroner-output-sync 42-7 {seq}\0\n").into_bytes();
-        // A mark alone.
-        let mut line = mark(3);
-        assert_eq!(take_sync_mark(&mut line, 0, &prefix), Some(3));
-        assert!(line.is_empty());
-        // Behind a line the program has not finished: that part stays.
-        let mut line = b"partial".to_vec();
-        line.extend(mark(12));
-        assert_eq!(take_sync_mark(&mut line, 0, &prefix), Some(12));
-        assert_eq!(line, b"partial");
-        // A line of the program is not a mark, nor is another session's.
-        let mut line = b"hello\n".to_vec();
-        assert_eq!(take_sync_mark(&mut line, 0, &prefix), None);
-        let mut line = b"\0coroner-output-sync 1-1 3\0\n".to_vec();
-        assert_eq!(take_sync_mark(&mut line, 0, &prefix), None);
-        // Only what was read now counts (`start`): an old carry-over that
-        // happens to hold the prefix is the program's.
-        let mut line = prefix.clone();
-        let start = line.len();
-        line.extend(b"x\0\n");
-        assert_eq!(take_sync_mark(&mut line, start, &prefix), None);
-        // Junk never panics.
-        for junk in [&b"\0\n"[..], b"", b"\0coroner-output-sync 42-7 \0\n", b"\n"] {
-            let mut line = junk.to_vec();
-            let _ = take_sync_mark(&mut line, 0, &prefix);
-        }
+    fn output_is_cut_into_lines_and_an_unfinished_one_waits() {
+        let mut buf = b"one\ntwo\nthr".to_vec();
+        assert_eq!(take_lines(&mut buf, false), ["one", "two"]);
+        assert_eq!(buf, b"thr");
+        buf.extend(b"ee\n\n");
+        assert_eq!(take_lines(&mut buf, false), ["three", ""]);
+        assert!(buf.is_empty());
+        // At end of file the rest is a line of its own.
+        buf.extend(b"last words");
+        assert_eq!(take_lines(&mut buf, false), Vec::<String>::new());
+        assert_eq!(take_lines(&mut buf, true), ["last words"]);
+        assert!(buf.is_empty());
+        // Bytes that are not UTF-8 are replaced, not dropped.
+        let mut buf = b"a\xffb\n".to_vec();
+        assert_eq!(take_lines(&mut buf, true), ["a\u{fffd}b"]);
     }
 }

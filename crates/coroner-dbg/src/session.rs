@@ -205,6 +205,13 @@ impl<'o> Session<'o> {
         self.target.as_target()
     }
 
+    fn live_ref(&self) -> Option<&Live> {
+        match &self.target {
+            TargetBox::Live(l) => Some(l),
+            _ => None,
+        }
+    }
+
     pub(crate) fn live(&mut self) -> Option<&mut Live> {
         match &mut self.target {
             TargetBox::Live(l) => Some(l),
@@ -488,18 +495,21 @@ impl<'o> Session<'o> {
     fn shows(&self, ev: &Event) -> bool {
         match ev {
             Event::Output { .. } | Event::ProcessExited { .. } => false,
-            Event::Signal { pid, siginfo, .. }
-                if !matches!(siginfo.signo(), libc::SIGSEGV | libc::SIGABRT) =>
+            Event::Signal { pid, tid, signo }
+                if !matches!(*signo, libc::SIGSEGV | libc::SIGABRT) =>
             {
-                let m = self.filters.exception(&ExceptionEvent::from_siginfo(
-                    siginfo,
-                    pid.0,
-                    ExceptionHint::None,
-                ));
-                m.break_status != BreakStatus::Ignore
-                    || m.cmd1.is_some()
-                    || m.cmd2.is_some()
-                    || self.jit_second_chance_next
+                let m = self.filters.exception_by_signal(*signo).unwrap_or_else(|| {
+                    let si = self.live_ref().map_or_else(
+                        || SigInfo::new_sent(*signo, 0, 0, 0),
+                        |l| l.siginfo(*tid, *signo),
+                    );
+                    self.filters.exception(&ExceptionEvent::from_siginfo(
+                        &si,
+                        pid.0,
+                        ExceptionHint::None,
+                    ))
+                });
+                !quiet(&m) || self.jit_second_chance_next
             }
             _ => true,
         }
@@ -700,7 +710,7 @@ impl<'o> Session<'o> {
                 }
                 Ok(true)
             }
-            Event::Signal { pid, tid, siginfo } => self.handle_signal(pid, tid, siginfo),
+            Event::Signal { pid, tid, signo } => self.handle_signal(pid, tid, signo),
         }
     }
 
@@ -812,7 +822,20 @@ impl<'o> Session<'o> {
         }
     }
 
-    fn handle_signal(&mut self, pid: Pid, tid: Tid, si: SigInfo) -> Result<bool, LiveError> {
+    fn handle_signal(&mut self, pid: Pid, tid: Tid, signo: i32) -> Result<bool, LiveError> {
+        // A signal whose filter its number alone names, ignored with no
+        // commands: pass it on (or not, by the handling status) without
+        // reading anything of the thread. The hot path of a program that
+        // takes many signals.
+        if let Some(m) = self.filters.exception_by_signal(signo) {
+            if quiet(&m) && !self.jit_second_chance_next {
+                return self.pass_quietly(tid, signo, &m);
+            }
+        }
+        let si = self.live_ref().map_or_else(
+            || SigInfo::new_sent(signo, 0, 0, 0),
+            |l| l.siginfo(tid, signo),
+        );
         // One read of the registers serves the hint, the exception record
         // and the display (the live target keeps them for this stop). Only
         // a SIGSEGV or SIGABRT needs them to be classified: other signals
@@ -841,20 +864,8 @@ impl<'o> Session<'o> {
         // this is the first or the second chance. Pass the signal on (or
         // not, by the handling status) at once: the hot path of a program
         // that takes many signals.
-        if m.break_status == BreakStatus::Ignore
-            && m.cmd1.is_none()
-            && m.cmd2.is_none()
-            && !self.jit_second_chance_next
-        {
-            let sig = if m.handling == Handling::Handled {
-                0
-            } else {
-                si.signo()
-            };
-            if let Some(l) = self.live() {
-                l.resume_thread(tid, sig)?;
-            }
-            return Ok(false);
+        if quiet(&m) && !self.jit_second_chance_next {
+            return self.pass_quietly(tid, si.signo(), &m);
         }
         let fatal = self.live().is_some_and(|l| l.would_kill(pid, &si));
         let second = fatal && std::mem::take(&mut self.jit_second_chance_next);
@@ -904,6 +915,25 @@ impl<'o> Session<'o> {
         // Not breaking at the first chance: continue by the filter's
         // handling status, or go on to the second chance.
         self.continue_pending(None)
+    }
+
+    /// Resume `tid` from a signal its filter ignores with no commands:
+    /// with the signal, unless the filter says handled.
+    fn pass_quietly(
+        &mut self,
+        tid: Tid,
+        signo: i32,
+        m: &ExceptionMatch,
+    ) -> Result<bool, LiveError> {
+        let sig = if m.handling == Handling::Handled {
+            0
+        } else {
+            signo
+        };
+        if let Some(l) = self.live() {
+            l.resume_thread(tid, sig)?;
+        }
+        Ok(false)
     }
 
     /// Report the second chance of the pending exception.
@@ -1098,6 +1128,12 @@ impl<'o> Session<'o> {
     }
 }
 
+/// An exception filter that neither prints nor runs anything: `sxi` with
+/// no commands.
+fn quiet(m: &ExceptionMatch) -> bool {
+    m.break_status == BreakStatus::Ignore && m.cmd1.is_none() && m.cmd2.is_none()
+}
+
 /// `.lastevent`'s text from an event line: `(pid.tid): text` becomes
 /// `pid.tid: text`.
 fn last_event_text(line: &str) -> String {
@@ -1185,9 +1221,8 @@ mod tests {
         }
     }
 
-    /// Two regressions on one live session (one per test process: the
-    /// engine's waiter takes the statuses of every child of the process,
-    /// so two live targets in parallel tests would take each other's).
+    /// Two regressions on one live session. (Live sessions in parallel
+    /// tests do not mix: each waits only for its own thread's tracees.)
     ///
     /// - A SIGSEGV that breaks read the faulting thread's registers from
     ///   the kernel three times (for the stack-overflow hint, the

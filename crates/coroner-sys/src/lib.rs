@@ -10,6 +10,7 @@
 
 pub mod fs;
 pub mod mem;
+pub mod poll;
 pub mod ptrace;
 pub mod signal;
 pub mod sock;
