@@ -381,3 +381,86 @@ fn attach_then_qd_detaches_and_q_kills() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(st.signal(), Some(9), "q kills the target: {st:?}");
 }
+
+/// `eh` and `rp` were listed but never fired. `sxe eh` now breaks at the
+/// throw (the engine's breakpoint on libstdc++'s `__cxa_throw`) with CDB's
+/// first-chance text, in the thrower's stack, and `bl` does not list the
+/// engine's breakpoint; `g` lets the throw go on to `std::terminate`.
+#[test]
+fn sxe_eh_breaks_at_a_cxx_throw() {
+    let c = crasher();
+    let o = dbg(
+        &[c.as_os_str(), os("cxx-terminate")],
+        "sxe eh\ng\nk\n.lastevent\n.echo ==bl==\nbl\n.echo ==end==\ng\nq\n",
+    );
+    let t = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        count(&t, "): C++ EH exception - code e06d7363 (first chance)"),
+        1,
+        "{t}"
+    );
+    assert!(t.contains("First chance exceptions are reported"), "{t}");
+    assert!(t.contains("libstdc++!__cxa_throw:"), "{t}");
+    assert!(
+        t.contains("crasher!coroner_cxx_throw+"),
+        "k: the thrower\n{t}"
+    );
+    let last = t.lines().find(|l| l.starts_with("Last event: ")).expect(&t);
+    assert!(
+        last.ends_with(": C++ EH exception - code e06d7363 (first chance)"),
+        "{t}"
+    );
+    assert_eq!(common::dbg::section(&out, "bl"), "", "{t}");
+    // The throw goes on: nobody catches it, std::terminate aborts.
+    let brk = t.find("C++ EH exception").unwrap();
+    let abort = t.find("Assertion failure - code 00000006").expect(&t);
+    assert!(brk < abort, "{t}");
+}
+
+/// By default (`eh` second-chance break) a throw is not reported at all:
+/// no breakpoint is set, so the program runs to its `std::terminate`.
+#[test]
+fn a_cxx_throw_is_silent_by_default() {
+    let c = crasher();
+    let o = dbg(&[c.as_os_str(), os("cxx-terminate")], "g\nq\n");
+    let t = text(&o);
+    assert!(!t.contains("C++ EH exception"), "{t}");
+    assert!(t.contains("terminate called after throwing"), "{t}");
+    assert!(t.contains("Assertion failure - code 00000006"), "{t}");
+}
+
+/// `-xe rp` (set before any module is loaded): the panic breaks at std's
+/// `rust_panic`, in the panicking function's stack.
+#[test]
+fn xe_rp_breaks_at_a_rust_panic() {
+    let c = crasher();
+    let o = dbg(
+        &[
+            os("-g"),
+            os("-xe"),
+            os("rp"),
+            c.as_os_str(),
+            os("rust-panic-abort"),
+        ],
+        "k\ng\nq\n",
+    );
+    let t = text(&o);
+    assert_eq!(
+        count(&t, "): Rust panic - code 00000005 (first chance)"),
+        1,
+        "{t}"
+    );
+    // std's entry point: `rust_panic`, or `__rustc::rust_panic` (v0
+    // mangling, newer toolchains).
+    assert!(
+        t.contains("crasher!__rustc::rust_panic:") || t.contains("crasher!rust_panic:"),
+        "{t}"
+    );
+    assert!(t.contains("crasher!crash_rust_panic_abort+"), "k\n{t}");
+    // std printed its message before it called `rust_panic`.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("deliberate panic"),
+        "{t}"
+    );
+}

@@ -67,6 +67,18 @@
 //!   panic is reported when the engine's breakpoint on the panic machinery
 //!   fires (hint `RustPanic`), the way `eh` reports a C++ throw. It has no
 //!   NTSTATUS; its `windows_code` is the signal number of the report.
+//! * `eh` and `rp` first chances come from engine breakpoints on
+//!   `__cxa_throw` and std's `rust_panic` (`__rustc::rust_panic` in v0
+//!   mangling), in every module that defines them: set when the filter is
+//!   `sxe`/`sxn` or has a first-chance command (at the next resume, and on
+//!   each module load), taken out when it no longer is. They print
+//!   `C++ EH exception - code e06d7363 (first chance)` and `Rust panic -
+//!   code 00000005 (first chance)`. Under the default (second-chance break)
+//!   and `sxi` no breakpoint is set, so a program that throws a lot pays
+//!   nothing; CDB prints the first-chance line of every throw under the
+//!   default too, we do not. The second chance is the SIGABRT of
+//!   `std::terminate` (or of a panic that cannot unwind), reported as the
+//!   abort it is.
 //! * `c000008e` (float divide by zero) is a named row, listed after `dz`: on
 //!   Windows it is a plain number, but our numbers are signal numbers
 //!   (1..=64), so it would otherwise be unreachable.

@@ -99,6 +99,14 @@ pub enum Event {
         tid: Tid,
         signo: i32,
     },
+    /// One of the engine's breakpoints on a throw or panic entry point was
+    /// hit ([`Live::add_throw_breakpoint`]); the pc is at its address.
+    /// The first chance of `eh` (a C++ throw) or `rp` (a Rust panic).
+    Throw {
+        pid: Pid,
+        tid: Tid,
+        kind: ThrowKind,
+    },
     /// A user breakpoint (`bp`) was hit; the pc is at its address.
     Breakpoint {
         pid: Pid,
@@ -171,6 +179,7 @@ impl Event {
             Event::InitialBreakpoint { pid, tid }
             | Event::Signal { pid, tid, .. }
             | Event::Breakpoint { pid, tid, .. }
+            | Event::Throw { pid, tid, .. }
             | Event::StepDone { pid, tid }
             | Event::GoAddressHit { pid, tid }
             | Event::ThreadCreated {
@@ -259,6 +268,15 @@ pub struct Breakpoint {
     pub spec: String,
 }
 
+/// What an engine breakpoint on a throw or panic entry point reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ThrowKind {
+    /// `__cxa_throw`: a C++ exception is thrown (`eh`).
+    Cxx,
+    /// std's `rust_panic`: a Rust panic starts unwinding (`rp`).
+    RustPanic,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Internal {
     /// The entry point of a launched program (initial breakpoint).
@@ -269,6 +287,8 @@ enum Internal {
     StepOver(Tid),
     /// A break address of `g ADDR`: one-shot, gone at the next break.
     GoAddress,
+    /// A throw or panic entry point, while its filter wants to hear of it.
+    Throw(ThrowKind),
 }
 
 /// One process under the debugger.
@@ -1185,6 +1205,20 @@ impl Live {
                     if let Some(p) = self.procs.get_mut(&pid) {
                         let (loaded, unloaded) = p.refresh_modules();
                         for module in unloaded {
+                            // Its code is gone, and our throw breakpoints
+                            // in it with it: nothing to put back.
+                            let gone: Vec<u64> = p
+                                .internal
+                                .iter()
+                                .filter(|(a, k)| {
+                                    matches!(k, Internal::Throw(_)) && module.contains(*a)
+                                })
+                                .map(|(a, _)| *a)
+                                .collect();
+                            p.internal.retain(|(a, _)| !gone.contains(a));
+                            for a in gone {
+                                p.inserted.remove(&a);
+                            }
                             evs.push(Event::ModuleUnloaded { pid, tid, module });
                         }
                         for module in loaded {
@@ -1220,6 +1254,15 @@ impl Live {
             Some(Internal::GoAddress) => {
                 self.end_run();
                 return Ok(Some(Event::GoAddressHit { pid, tid }));
+            }
+            Some(Internal::Throw(kind)) => {
+                // A user breakpoint on the same address is reported next,
+                // from the same stop.
+                self.pending.push_back(Event::Throw { pid, tid, kind });
+                if let Some(id) = user {
+                    self.pending.push_back(Event::Breakpoint { pid, tid, id });
+                }
+                return Ok(self.pending.pop_front());
             }
             _ => {}
         }
@@ -1607,6 +1650,76 @@ impl Live {
             spec,
         });
         Ok(id)
+    }
+
+    /// Put an engine breakpoint reporting `kind` ([`Event::Throw`]) at
+    /// `address` in process `pid`. It is not a user breakpoint: `bl` does
+    /// not list it and `bc` does not clear it.
+    pub fn add_throw_breakpoint(
+        &mut self,
+        pid: Pid,
+        address: u64,
+        kind: ThrowKind,
+    ) -> Result<(), LiveError> {
+        let p = self.procs.get_mut(&pid).ok_or(LiveError::Gone)?;
+        if p.exited {
+            return Err(LiveError::Gone);
+        }
+        p.insert(address)?;
+        if !p.internal.contains(&(address, Internal::Throw(kind))) {
+            p.internal.push((address, Internal::Throw(kind)));
+        }
+        Ok(())
+    }
+
+    /// Take out every engine breakpoint of `kind`, in every process.
+    pub fn remove_throw_breakpoints(&mut self, kind: ThrowKind) {
+        let first = self.first_pid();
+        let user: BTreeSet<u64> = self
+            .breakpoints
+            .iter()
+            .filter(|b| b.enabled)
+            .map(|b| b.address)
+            .collect();
+        for (pid, p) in self.procs.iter_mut() {
+            let gone: Vec<u64> = p
+                .internal
+                .iter()
+                .filter(|(_, k)| *k == Internal::Throw(kind))
+                .map(|(a, _)| *a)
+                .collect();
+            p.internal.retain(|(_, k)| *k != Internal::Throw(kind));
+            for a in gone {
+                let still_used =
+                    p.internal.iter().any(|(b, _)| *b == a) || (*pid == first && user.contains(&a));
+                if !still_used && !p.exited {
+                    let _ = p.remove(a);
+                }
+            }
+        }
+    }
+
+    /// The addresses of the engine breakpoints of `kind` in process `pid`
+    /// (for tests and `.exr`-like reports).
+    pub fn throw_breakpoints(&self, pid: Pid, kind: ThrowKind) -> Vec<u64> {
+        self.procs
+            .get(&pid)
+            .map(|p| {
+                p.internal
+                    .iter()
+                    .filter(|(_, k)| *k == Internal::Throw(kind))
+                    .map(|(a, _)| *a)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The modules of process `pid` as last seen.
+    pub fn process_modules(&self, pid: Pid) -> Vec<Module> {
+        self.procs
+            .get(&pid)
+            .map(|p| p.modules.clone())
+            .unwrap_or_default()
     }
 
     /// Enable, disable (`be`/`bd`) or clear (`bc`) breakpoints by id.

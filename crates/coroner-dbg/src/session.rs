@@ -14,14 +14,14 @@ use crate::filters::{
     BreakStatus, EventKind, ExceptionEvent, ExceptionHint, ExceptionMatch, Filters, Handling,
 };
 use crate::format;
-use crate::live::{Event, Live, LiveError, Stream};
+use crate::live::{Event, Live, LiveError, Stream, ThrowKind};
 use crate::target::{DumpTarget, ExceptionInfo, Module, Target, TargetError, TargetKind};
 use coroner_symbols::cfi::{self, FrameMemory, UnwindRegs, UnwoundFrame};
 use coroner_symbols::image::ModuleImage;
 use coroner_symbols::SymbolOptions;
 use coroner_types::{Pid, SigInfo, Tid, UserRegs};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
 /// What the session runs on.
@@ -117,6 +117,9 @@ pub struct Session<'o> {
     pub(crate) child_debugging: bool,
     /// End of input detaches instead of killing (JIT sessions).
     pub(crate) eof_detaches: bool,
+    /// The throw and panic entry points the engine has breakpoints on:
+    /// those whose filter (`eh`, `rp`) wants their first chance.
+    throws_watched: BTreeSet<ThrowKind>,
 }
 
 /// Memory of a target for the unwinder.
@@ -149,6 +152,7 @@ impl<'o> Session<'o> {
             initial_commands_done: false,
             child_debugging: false,
             eof_detaches: false,
+            throws_watched: BTreeSet::new(),
         };
         if let Some(t) = s.target.as_target() {
             s.tid = t
@@ -433,6 +437,9 @@ impl<'o> Session<'o> {
     /// Run the live target until an event breaks in (returns true) or the
     /// session ends (returns false).
     pub fn run_until_break(&mut self) -> Result<bool, LiveError> {
+        // Usually done when the target was resumed (`continue_pending`);
+        // a step resumes it without that.
+        self.watch_throws();
         loop {
             let ev = match self.live() {
                 Some(l) => match l.wait_event() {
@@ -565,9 +572,19 @@ impl<'o> Session<'o> {
                 } else {
                     m.break_status
                 };
-                self.event_stop(tid, text, status, m.cmd1.clone())
+                let broke = self.event_stop(tid, text, status, m.cmd1.clone())?;
+                if broke {
+                    // A breakpoint exception, as CDB's initial break is:
+                    // `gn` is refused there, `gN` passes the SIGTRAP on
+                    // (spec §5.2).
+                    self.pending = Some(self.breakpoint_pending(tid));
+                }
+                Ok(broke)
             }
             Event::ModuleLoaded { pid, tid, module } => {
+                for kind in self.throws_watched.clone() {
+                    self.watch_throws_in(pid, &module, kind);
+                }
                 let name = module.file_name().to_string();
                 let m = self
                     .filters
@@ -630,6 +647,16 @@ impl<'o> Session<'o> {
                 self.event_stop(tid, text, m.break_status, m.cmd1.clone())
             }
             Event::ProcessCreated { pid, name, .. } => {
+                // A child that ran execve: its new image's modules.
+                for kind in self.throws_watched.clone() {
+                    let modules = self
+                        .live_ref()
+                        .map(|l| l.process_modules(pid))
+                        .unwrap_or_default();
+                    for m in &modules {
+                        self.watch_throws_in(pid, m, kind);
+                    }
+                }
                 let m = self
                     .filters
                     .event(EventKind::CreateProcess, Some(&name), None);
@@ -711,6 +738,7 @@ impl<'o> Session<'o> {
                 Ok(true)
             }
             Event::Signal { pid, tid, signo } => self.handle_signal(pid, tid, signo),
+            Event::Throw { pid, tid, kind } => self.handle_throw(pid, tid, kind),
         }
     }
 
@@ -917,6 +945,140 @@ impl<'o> Session<'o> {
         self.continue_pending(None)
     }
 
+    /// The first chance of a C++ throw (`eh`) or a Rust panic (`rp`): the
+    /// engine's breakpoint on `__cxa_throw` or `rust_panic` was hit. It is
+    /// reported as CDB reports a C++ exception (`C++ EH exception - code
+    /// e06d7363 (first chance)`), through the filter's break status and
+    /// commands. There is no signal to deliver: `g`, `gh` and `gn` all let
+    /// the throw go on. Its second chance is the `SIGABRT` of
+    /// `std::terminate` (or of a panic that cannot unwind).
+    fn handle_throw(&mut self, pid: Pid, tid: Tid, kind: ThrowKind) -> Result<bool, LiveError> {
+        let m = self.filters.exception(&throw_event(kind));
+        if quiet(&m) {
+            // Turned off since the breakpoint was set.
+            if let Some(l) = self.live() {
+                l.resume_thread(tid, 0)?;
+            }
+            return Ok(false);
+        }
+        let regs = self.target().and_then(|t| t.regs(tid).ok());
+        const SI_KERNEL: i32 = 0x80;
+        if let Some(l) = self.live() {
+            l.last_exception = Some(ExceptionInfo {
+                tid,
+                siginfo: SigInfo::new_fault(libc::SIGTRAP, SI_KERNEL, regs.map_or(0, |r| r.rip)),
+                regs: regs.unwrap_or_default(),
+                second_chance: Some(false),
+            });
+        }
+        let line = format!(
+            "({:x}.{:x}): {} - code {:08x} (first chance)",
+            pid.0, tid.0, m.text, m.windows_code
+        );
+        if m.break_status != BreakStatus::Ignore {
+            self.say(&line);
+        }
+        self.set_last_event(&line);
+        let pending = Pending {
+            tid,
+            // Nothing to deliver, whatever the handling status.
+            signo: 0,
+            second_chance: false,
+            fatal: false,
+            m: m.clone(),
+            breakpoint: false,
+            assert_site: None,
+        };
+        if m.break_status == BreakStatus::Break {
+            self.break_in(tid)?;
+            self.say("First chance exceptions are reported before any exception handling.\nThis exception may be expected and handled.");
+            self.show_context();
+            self.pending = Some(pending);
+            if let Some(c) = m.cmd1.clone() {
+                return self.run_auto_commands(&c);
+            }
+            return Ok(true);
+        }
+        self.pending = Some(pending);
+        if let Some(c) = m.cmd1.clone() {
+            self.break_in(tid)?;
+            return self.run_auto_commands(&c);
+        }
+        self.continue_pending(None)
+    }
+
+    /// Whether the filter of `kind` wants its first chance: it breaks or
+    /// prints (`sxe`, `sxn`), or has a first-chance command. The default
+    /// (second-chance break) and `sxi` set no breakpoint at all, so a
+    /// program that throws a lot costs nothing then. (CDB prints a line at
+    /// each first chance under the default too; we do not, for that cost.)
+    fn throw_wanted(&self, kind: ThrowKind) -> bool {
+        let m = self.filters.exception(&throw_event(kind));
+        matches!(m.break_status, BreakStatus::Break | BreakStatus::Output) || m.cmd1.is_some()
+    }
+
+    /// Make the engine's throw and panic breakpoints match the `eh`/`rp`
+    /// filters: set in every loaded module of every process when a filter
+    /// starts to want them, taken out when it stops. (Modules loaded later
+    /// get theirs at their load event.)
+    fn watch_throws(&mut self) {
+        for kind in [ThrowKind::Cxx, ThrowKind::RustPanic] {
+            let want = self.throw_wanted(kind);
+            if want == self.throws_watched.contains(&kind) {
+                continue;
+            }
+            let Some(l) = self.live_ref() else {
+                return;
+            };
+            if want {
+                let all: Vec<(Pid, Vec<Module>)> = l
+                    .process_ids()
+                    .into_iter()
+                    .map(|pid| (pid, l.process_modules(pid)))
+                    .collect();
+                for (pid, modules) in all {
+                    for m in &modules {
+                        self.watch_throws_in(pid, m, kind);
+                    }
+                }
+                self.throws_watched.insert(kind);
+            } else {
+                if let Some(l) = self.live() {
+                    l.remove_throw_breakpoints(kind);
+                }
+                self.throws_watched.remove(&kind);
+            }
+        }
+    }
+
+    /// Set the breakpoints of `kind` on the entry points module `m` of
+    /// process `pid` defines (none in most modules).
+    fn watch_throws_in(&mut self, pid: Pid, m: &Module, kind: ThrowKind) {
+        let names: &[&str] = match kind {
+            ThrowKind::Cxx => &["__cxa_throw"],
+            // std's unmangled `rust_panic` (older toolchains), or the same
+            // function in the `__rustc` namespace (v0 mangling).
+            ThrowKind::RustPanic => &["rust_panic", "__rustc::rust_panic"],
+        };
+        let addrs: Vec<u64> = self
+            .with_module_image(m, |img| {
+                names
+                    .iter()
+                    .flat_map(|n| img.lookup(n))
+                    .map(|h| h.address)
+                    .filter(|a| m.contains(*a))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(l) = self.live() {
+            for a in addrs {
+                // A module that cannot take one (memory not writable) is
+                // skipped: the others still report.
+                let _ = l.add_throw_breakpoint(pid, a, kind);
+            }
+        }
+    }
+
     /// Resume `tid` from a signal its filter ignores with no commands:
     /// with the signal, unless the filter says handled.
     fn pass_quietly(
@@ -977,6 +1139,9 @@ impl<'o> Session<'o> {
     /// status). A not-handled fatal first chance goes on to the second
     /// chance instead of running. Returns true if that broke in.
     pub(crate) fn continue_pending(&mut self, handled: Option<bool>) -> Result<bool, LiveError> {
+        // An `sxe eh` typed at this break takes effect before the target
+        // runs.
+        self.watch_throws();
         let Some(p) = self.pending.take() else {
             if let Some(l) = self.live() {
                 l.resume_all(None, 0)?;
@@ -1120,11 +1285,27 @@ impl<'o> Session<'o> {
     /// should prompt (stays broken in).
     pub(crate) fn run_auto_commands(&mut self, cmds: &str) -> Result<bool, LiveError> {
         let flow = self.execute_line(cmds);
+        // The commands may have changed `eh`/`rp` before the target runs on.
+        self.watch_throws();
         Ok(match flow {
             crate::exec::Flow::Stay => true,
             crate::exec::Flow::Go => false,
             crate::exec::Flow::Ended => false,
         })
+    }
+}
+
+/// What the filters see of a throw or panic: the `int3` that reported it,
+/// with the hint that names `eh` or `rp`.
+fn throw_event(kind: ThrowKind) -> ExceptionEvent {
+    ExceptionEvent {
+        signo: libc::SIGTRAP,
+        code: 0x80,
+        sent_by_self: false,
+        hint: match kind {
+            ThrowKind::Cxx => ExceptionHint::CxxThrow,
+            ThrowKind::RustPanic => ExceptionHint::RustPanic,
+        },
     }
 }
 
@@ -1262,5 +1443,96 @@ mod tests {
         let at = |what: &str| text.find(what).unwrap_or_else(|| panic!("{what}\n{text}"));
         assert!(at("crashing recover") < at("Access violation"), "{text}");
         assert!(at("recovered 3") < at("Exit process"), "{text}");
+    }
+
+    fn live_of<'a>(s: &'a Session) -> &'a Live {
+        match &s.target {
+            TargetBox::Live(l) => l,
+            _ => panic!("not a live target"),
+        }
+    }
+
+    /// The byte at `addr` as the process holds it (our `int3` included).
+    fn raw_byte(s: &Session, addr: u64) -> u8 {
+        let mut b = [0u8; 1];
+        let n = live_of(s).memory().read(addr, &mut b).unwrap();
+        assert_eq!(n, 1, "{addr:#x} is readable");
+        b[0]
+    }
+
+    /// `eh` costs nothing by default: no breakpoint is set. `sxe eh` sets
+    /// one on `__cxa_throw` (libstdc++'s), which `bl`'s list does not
+    /// hold and which reports the throw as CDB's first chance; `sxi eh`
+    /// takes it out again, the original byte back.
+    #[test]
+    fn the_eh_breakpoint_is_there_only_while_its_filter_wants_it() {
+        // Default: the throw goes by unseen, to std::terminate's abort.
+        let mut out = Vec::new();
+        let mut s = Session::new(
+            TargetBox::Live(Box::new(launch(&["cxx-terminate"]))),
+            &mut out,
+            SessionOptions::default(),
+        );
+        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let pid = live_of(&s).current;
+        assert_eq!(s.execute_line("g"), Flow::Go);
+        assert!(s.run_until_break().unwrap(), "the abort breaks");
+        assert!(live_of(&s)
+            .throw_breakpoints(pid, ThrowKind::Cxx)
+            .is_empty());
+        assert_eq!(s.execute_line("q"), Flow::Ended);
+        drop(s);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert!(!text.contains("C++ EH exception"), "{text}");
+        assert!(text.contains("Assertion failure - code 00000006"), "{text}");
+
+        // `sxe eh` at the initial break.
+        let mut out = Vec::new();
+        let mut s = Session::new(
+            TargetBox::Live(Box::new(launch(&["cxx-terminate"]))),
+            &mut out,
+            SessionOptions::default(),
+        );
+        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let pid = live_of(&s).current;
+        s.execute_line("sxe eh");
+        assert_eq!(s.execute_line("g"), Flow::Go);
+        assert!(s.run_until_break().unwrap(), "the throw breaks");
+        let at = live_of(&s).throw_breakpoints(pid, ThrowKind::Cxx);
+        assert!(!at.is_empty());
+        let pc = s.current_regs().unwrap().rip;
+        assert!(
+            at.contains(&pc),
+            "stopped at {pc:#x}, breakpoints at {at:x?}"
+        );
+        assert!(
+            s.symbolize(pc).ends_with("!__cxa_throw"),
+            "{}",
+            s.symbolize(pc)
+        );
+        for &a in &at {
+            assert_eq!(raw_byte(&s, a), 0xcc);
+        }
+        assert!(live_of(&s).breakpoints.is_empty(), "not a user breakpoint");
+        s.execute_line("sxi eh");
+        assert_eq!(s.execute_line("g"), Flow::Go);
+        assert!(s.run_until_break().unwrap(), "the abort breaks");
+        assert!(live_of(&s)
+            .throw_breakpoints(pid, ThrowKind::Cxx)
+            .is_empty());
+        for &a in &at {
+            assert_ne!(raw_byte(&s, a), 0xcc, "the byte at {a:#x} is back");
+        }
+        assert_eq!(s.execute_line("q"), Flow::Ended);
+        drop(s);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert_eq!(
+            text.matches("C++ EH exception - code e06d7363 (first chance)")
+                .count(),
+            1,
+            "{text}"
+        );
+        let at = |what: &str| text.find(what).unwrap_or_else(|| panic!("{what}\n{text}"));
+        assert!(at("C++ EH exception") < at("Assertion failure"), "{text}");
     }
 }
