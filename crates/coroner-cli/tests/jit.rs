@@ -487,17 +487,13 @@ fn build_i686_runtime() -> Option<PathBuf> {
     )
 }
 
-/// `coroner run` preloaded only the 64-bit runtime, so a 32-bit program
-/// ignored it ("wrong ELF class") and crashed with no debugger. Now the
-/// `$LIB` entry gives it the i686 build, which launches `[aedebug.i386]`.
-#[test]
-fn coroner_run_gives_a_32_bit_program_the_i386_runtime_and_debugger() {
-    let Some(lib32) = build_i686_runtime() else {
-        return;
-    };
+/// The i686 runtime built, and a 32-bit program that writes to NULL
+/// compiled into `dir`; `None` (with a SKIP line) without the i686 target
+/// or a `-m32` C compiler.
+fn i686_runtime_and_program(dir: &Path) -> Option<PathBuf> {
+    let lib32 = build_i686_runtime()?;
     assert!(lib32.is_file(), "{}", lib32.display());
-    let dir = tempfile::tempdir().unwrap();
-    let null32 = dir.path().join("null32");
+    let null32 = dir.join("null32");
     let compiled = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()))
         .args(["-m32", "-O0", "-g", "-o"])
         .arg(&null32)
@@ -508,8 +504,50 @@ fn coroner_run_gives_a_32_bit_program_the_i386_runtime_and_debugger() {
         .status()
         .is_ok_and(|s| s.success());
     if !compiled && skip_i386("a C compiler that links -m32 (gcc-multilib)") {
-        return;
+        return None;
     }
+    Some(null32)
+}
+
+/// `coroner dump -j` writes dumps of x86-64 processes only. A 32-bit
+/// process with `[localdumps]` ran it anyway (found it or not) and the
+/// user read "the dumper failed (see its messages above)" with nothing, or
+/// a message about a JIT block, above. Now the i686 runtime says why in
+/// one line instead, and the process still dies by its signal.
+#[test]
+fn a_32_bit_crash_with_localdumps_says_why_there_is_no_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(null32) = i686_runtime_and_program(dir.path()) else {
+        return;
+    };
+    for dumper in [true, false] {
+        let s = setup("exit", "", true);
+        if !dumper {
+            // The default dumper: the coroner of the library's installation.
+            let text = std::fs::read_to_string(&s.config).unwrap();
+            let line = text.lines().find(|l| l.starts_with("dumper = ")).unwrap();
+            std::fs::write(&s.config, text.replace(line, "")).unwrap();
+        }
+        let out = run(&s, &null32, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(139), "{stderr}");
+        let why = "coroner: no LocalDumps dump: this is a 32-bit process, and coroner dump writes dumps of x86-64 processes only\n";
+        assert_eq!(stderr.matches(why).count(), 1, "{stderr}");
+        assert!(!stderr.contains("JIT_DEBUG_INFO"), "{stderr}");
+        assert!(stderr.contains("dump: the dumper failed"), "{stderr}");
+        assert!(dumps(&s).is_empty());
+    }
+}
+
+/// `coroner run` preloaded only the 64-bit runtime, so a 32-bit program
+/// ignored it ("wrong ELF class") and crashed with no debugger. Now the
+/// `$LIB` entry gives it the i686 build, which launches `[aedebug.i386]`.
+#[test]
+fn coroner_run_gives_a_32_bit_program_the_i386_runtime_and_debugger() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(null32) = i686_runtime_and_program(dir.path()) else {
+        return;
+    };
     let s = setup("signal", "", false);
     let out32 = dir.path().join("jitdbg32.out");
     std::fs::write(

@@ -837,13 +837,20 @@ unsafe fn crash(sig: c_int, info: *mut siginfo_t, uc: *mut ucontext_t) {
         if event != Event::Signalled {
             if let Some(dumper) = &plan.dumper {
                 x.outcome = jit_outcome(debugger, event);
-                // SAFETY: as for the debugger: argv statics are ours.
-                dump = match unsafe { spawn(dumper, &x) } {
-                    Some(child) => match wait_child(&child, -1, plan.dump_timeout_ms) {
-                        (Event::Exited, 0) => "written",
-                        _ => "failed",
-                    },
-                    None => "failed",
+                dump = if cfg!(target_pointer_width = "32") {
+                    // `coroner dump -j` refuses a 32-bit block: say so
+                    // once, here, instead of running it.
+                    write_all(2, NO_DUMP_32.as_bytes());
+                    "failed"
+                } else {
+                    // SAFETY: as for the debugger: argv statics are ours.
+                    match unsafe { spawn(dumper, &x) } {
+                        Some(child) => match wait_child(&child, -1, plan.dump_timeout_ms) {
+                            (Event::Exited, 0) => "written",
+                            _ => "failed",
+                        },
+                        None => "failed",
+                    }
                 };
             }
         }
@@ -881,6 +888,11 @@ unsafe fn crash(sig: c_int, info: *mut siginfo_t, uc: *mut ucontext_t) {
     // SAFETY: `uc` is the kernel's, live until we return.
     unsafe { finish(sig, info, uc) };
 }
+
+/// What a 32-bit process with LocalDumps configured says instead of a
+/// dump (the report line then says `dump=failed`).
+pub(crate) const NO_DUMP_32: &str =
+    "coroner: no LocalDumps dump: this is a 32-bit process, and coroner dump writes dumps of x86-64 processes only\n";
 
 /// Step 7: default action back, and the signal again.
 unsafe fn finish(sig: c_int, info: *const siginfo_t, uc: *mut ucontext_t) {

@@ -371,9 +371,10 @@ pub(crate) fn dumper_cmd(
 }
 
 /// Where the child finds the dumper when the configuration names none:
-/// `coroner` on `PATH`, else beside this library (or the executable that
-/// links the runtime; through a symbolic link too, as `coroner run`'s
-/// preload tree has), else beside `/proc/self/exe`.
+/// `coroner` on `PATH`, else in this library's installation (beside it, or
+/// the executable that links the runtime; through a symbolic link too, as
+/// `coroner run`'s preload tree has; see [`Program::Installed`]), else
+/// beside `/proc/self/exe`.
 pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; MAX_PROGRAMS], usize) {
     let mut programs = [Program::AsIs; MAX_PROGRAMS];
     let mut n = 0;
@@ -382,7 +383,7 @@ pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; MAX_PROG
         n += 1;
     }
     if let Some(object) = own_object_path() {
-        programs[n] = Program::Beside { object };
+        programs[n] = Program::Installed { object };
         n += 1;
     }
     programs[n] = Program::Beside {
@@ -522,7 +523,7 @@ mod tests {
         // The test binary links the runtime: its own path, then /proc/self/exe.
         let me = std::env::current_exe().unwrap();
         assert!(
-            matches!(p[1], Program::Beside { object } if Path::new(std::ffi::OsStr::from_bytes(object)) == me),
+            matches!(p[1], Program::Installed { object } if Path::new(std::ffi::OsStr::from_bytes(object)) == me),
             "{p:?}"
         );
         assert_eq!(

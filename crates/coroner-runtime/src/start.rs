@@ -292,16 +292,25 @@ fn close(fd: libc::c_int) {
     unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
-fn fstat(fd: libc::c_int) -> Option<libc::stat> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // On x86-64 the kernel's `struct stat` is libc's, so fstat(2) goes
-    // through `syscall(2)` as the others do; elsewhere through libc.
+/// The `stat` structure: on x86-64 the kernel's, which is libc's; on
+/// 32-bit targets the large-file one (`stat64`), whose inode numbers and
+/// sizes do not overflow (libc's plain `fstat` fails with `EOVERFLOW` on an
+/// overlay file system's 64-bit inode numbers).
+#[cfg(target_arch = "x86_64")]
+type Stat = libc::stat;
+#[cfg(not(target_arch = "x86_64"))]
+type Stat = libc::stat64;
+
+fn fstat(fd: libc::c_int) -> Option<Stat> {
+    let mut st = MaybeUninit::<Stat>::uninit();
+    // On x86-64 fstat(2) goes through `syscall(2)` as the others do;
+    // elsewhere through libc's fstat64.
     #[cfg(target_arch = "x86_64")]
     // SAFETY: fstat(2) fills the live out-pointer `st` on success.
     let r = unsafe { libc::syscall(libc::SYS_fstat, fd, st.as_mut_ptr()) };
     #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: `st` is a live out-pointer; fstat fills it on success.
-    let r = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    // SAFETY: `st` is a live out-pointer; fstat64 fills it on success.
+    let r = unsafe { libc::fstat64(fd, st.as_mut_ptr()) };
     if r != 0 {
         return None;
     }
@@ -310,12 +319,24 @@ fn fstat(fd: libc::c_int) -> Option<libc::stat> {
 }
 
 /// `lstat(2)`, only when the system file turned out to be a symbolic link.
-fn lstat(path: &CStr) -> Option<libc::stat> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
+fn lstat(path: &CStr) -> Option<Stat> {
+    let mut st = MaybeUninit::<Stat>::uninit();
+    #[cfg(target_arch = "x86_64")]
     // SAFETY: fstatat(2) with a NUL-terminated path fills the live
     // out-pointer `st` on success.
     let r = unsafe {
         libc::fstatat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: fstatat64 with a NUL-terminated path fills the live
+    // out-pointer `st` on success.
+    let r = unsafe {
+        libc::fstatat64(
             libc::AT_FDCWD,
             path.as_ptr(),
             st.as_mut_ptr(),
@@ -353,11 +374,11 @@ fn read(fd: libc::c_int, buf: &mut [u8]) -> isize {
     }
 }
 
-fn is_regular(st: &libc::stat) -> bool {
+fn is_regular(st: &Stat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
-fn writable_by_others(st: &libc::stat) -> bool {
+fn writable_by_others(st: &Stat) -> bool {
     st.st_mode & 0o022 != 0
 }
 
