@@ -464,3 +464,77 @@ fn xe_rp_breaks_at_a_rust_panic() {
         "{t}"
     );
 }
+
+/// `bu` of a module not loaded yet failed (its symbol did not resolve).
+/// CDB keeps it and places it when the module loads: here when `dlopen`
+/// loads libm, before the program says it did; `dlclose` then unloads
+/// libm with the breakpoint in it, and the program ends normally.
+#[test]
+#[ignore = "needs exec.rs's bp/bu command to call Session::set_breakpoint"]
+fn bu_of_a_module_not_loaded_yet_is_placed_when_it_loads() {
+    let loader = crasher().with_file_name("dlopener");
+    let o = dbg(
+        &[os("-G"), loader.as_os_str(), os("libm.so.6")],
+        "bu libm!cos\n.echo ==before==\nbl\nsxe ld:libm*\ng\n\
+         .echo ==loaded==\nbl\n.echo ==end==\nsxd ld\nbc *\ng\n",
+    );
+    let t = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(!t.contains("could not be resolved"), "bu says nothing\n{t}");
+    let before = common::dbg::section(&out, "before");
+    assert!(before.contains("libm!cos"), "listed unresolved\n{t}");
+    let loaded = common::dbg::section(&out, "loaded");
+    let line = loaded.lines().find(|l| l.starts_with(" 0 e ")).expect(&t);
+    assert!(line.contains(" libm!cos"), "resolved in libm\n{t}");
+    let brk = t.find("==loaded==").expect(&t);
+    let said = t.find("loaded libm.so.6").expect(&t);
+    assert!(brk < said, "placed before the program went on\n{t}");
+    assert!(
+        t.contains("unloaded libm.so.6") && t.contains(", code 0"),
+        "{t}"
+    );
+}
+
+/// `bp5 ADDR` made breakpoint 0 (the id was ignored). It is breakpoint 5;
+/// naming 5 again moves it (`breakpoint 5 redefined`), and a `bp` with no
+/// id takes the first free one.
+#[test]
+#[ignore = "needs exec.rs's bp/bu command to call Session::set_breakpoint"]
+fn bp_with_an_id_uses_it_and_redefines_that_breakpoint() {
+    let c = crasher();
+    let o = dbg(
+        &[os("-xd"), os("av"), os("-G"), c.as_os_str(), os("recover")],
+        "bp5 crasher!crash_segv_null\n.echo ==one==\nbl\n\
+         bp5 crasher!crash_recover_fault\n.echo ==moved==\nbl\n\
+         bp crasher!crash_segv_null\n.echo ==two==\nbl\n.echo ==hit==\ng\n\
+         .echo ==end==\nbc *\ng\n",
+    );
+    let t = text(&o);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let one: Vec<String> = common::dbg::section(&out, "one")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(one.len(), 1, "{t}");
+    assert!(one[0].starts_with(" 5 e "), "{t}");
+    assert!(one[0].ends_with("crasher!crash_segv_null"), "{t}");
+    let moved = common::dbg::section(&out, "moved");
+    assert!(moved.starts_with("breakpoint 5 redefined\n"), "{t}");
+    let moved: Vec<&str> = moved.lines().skip(1).collect();
+    assert_eq!(moved.len(), 1, "{t}");
+    assert!(moved[0].starts_with(" 5 e "), "{t}");
+    assert!(moved[0].ends_with("crasher!crash_recover_fault"), "{t}");
+    let two: Vec<String> = common::dbg::section(&out, "two")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(two.len(), 2, "{t}");
+    assert!(two[0].starts_with(" 0 e "), "{t}");
+    assert!(two[0].ends_with("crasher!crash_segv_null"), "{t}");
+    assert!(two[1].starts_with(" 5 e "), "{t}");
+    assert!(
+        common::dbg::section(&out, "hit").contains("Breakpoint 5 hit"),
+        "{t}"
+    );
+    assert!(t.contains("recovered 3"), "{t}");
+}

@@ -266,6 +266,24 @@ pub struct Breakpoint {
     pub command: Option<String>,
     /// The text it was set with (`crasher!live_main_wait`).
     pub spec: String,
+    /// Set with `bu` (or a `bp` whose symbol was not found): kept by its
+    /// `spec`, which is resolved again whenever a module loads while it
+    /// is unresolved (also after its module was unloaded).
+    pub deferred: bool,
+    /// Not resolved (its module is not loaded): `address` is 0 and
+    /// nothing is inserted.
+    pub unresolved: bool,
+}
+
+/// What [`Live::set_breakpoint`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BpSet {
+    /// A new breakpoint with this id.
+    New(u32),
+    /// The breakpoint with this id (the one asked for, or the one at the
+    /// same address) was given the new place and commands: CDB's
+    /// `breakpoint N redefined`.
+    Redefined(u32),
 }
 
 /// What an engine breakpoint on a throw or panic entry point reports.
@@ -443,8 +461,8 @@ pub struct Live {
     procs: BTreeMap<Pid, Process>,
     /// The process the session is looking at.
     pub current: Pid,
+    /// User breakpoints, by id.
     pub breakpoints: Vec<Breakpoint>,
-    next_bp: u32,
     /// Follow children (`-o`, `.childdbg 1`).
     pub debug_children: bool,
     pub launched: bool,
@@ -486,7 +504,6 @@ impl Live {
             procs: BTreeMap::new(),
             current: pid,
             breakpoints: Vec::new(),
-            next_bp: 0,
             debug_children: false,
             launched,
             child_signals: ChildSignals::new().ok(),
@@ -1173,7 +1190,7 @@ impl Live {
         let user = self
             .breakpoints
             .iter()
-            .find(|b| b.enabled && b.address == at && pid == self.first_pid())
+            .find(|b| b.enabled && !b.unresolved && b.address == at && pid == self.first_pid())
             .map(|b| b.id);
         match internal {
             Some(Internal::Entry) => {
@@ -1205,24 +1222,38 @@ impl Live {
                     if let Some(p) = self.procs.get_mut(&pid) {
                         let (loaded, unloaded) = p.refresh_modules();
                         for module in unloaded {
-                            // Its code is gone, and our throw breakpoints
-                            // in it with it: nothing to put back.
+                            // Its code is gone, and our int3s in it with
+                            // it: nothing to put back.
                             let gone: Vec<u64> = p
-                                .internal
-                                .iter()
-                                .filter(|(a, k)| {
-                                    matches!(k, Internal::Throw(_)) && module.contains(*a)
-                                })
-                                .map(|(a, _)| *a)
+                                .inserted
+                                .keys()
+                                .copied()
+                                .filter(|a| module.contains(*a))
                                 .collect();
-                            p.internal.retain(|(a, _)| !gone.contains(a));
-                            for a in gone {
-                                p.inserted.remove(&a);
+                            for a in &gone {
+                                p.inserted.remove(a);
                             }
+                            p.internal.retain(|(a, k)| {
+                                !(matches!(k, Internal::Throw(_)) && module.contains(*a))
+                            });
                             evs.push(Event::ModuleUnloaded { pid, tid, module });
                         }
                         for module in loaded {
                             evs.push(Event::ModuleLoaded { pid, tid, module });
+                        }
+                    }
+                }
+                if pid == self.first_pid() {
+                    // A `bu` in a module that went away waits for it to
+                    // come back.
+                    for ev in &evs {
+                        if let Event::ModuleUnloaded { module, .. } = ev {
+                            for b in self.breakpoints.iter_mut() {
+                                if b.deferred && !b.unresolved && module.contains(b.address) {
+                                    b.unresolved = true;
+                                    b.address = 0;
+                                }
+                            }
                         }
                     }
                 }
@@ -1244,7 +1275,7 @@ impl Live {
                         || self
                             .breakpoints
                             .iter()
-                            .any(|b| b.enabled && b.address == at);
+                            .any(|b| b.enabled && !b.unresolved && b.address == at);
                     if !still_used {
                         p.remove(at)?;
                     }
@@ -1603,7 +1634,7 @@ impl Live {
         let user: BTreeSet<u64> = self
             .breakpoints
             .iter()
-            .filter(|b| b.enabled)
+            .filter(|b| b.enabled && !b.unresolved)
             .map(|b| b.address)
             .collect();
         let first = self.first_pid();
@@ -1629,7 +1660,8 @@ impl Live {
         }
     }
 
-    /// Add a breakpoint (`bp`); inserted into the first process.
+    /// Add a breakpoint (`bp`) with the first free id; inserted into the
+    /// first process.
     pub fn add_breakpoint(
         &mut self,
         address: u64,
@@ -1640,16 +1672,113 @@ impl Live {
         if let Some(p) = self.procs.get_mut(&pid) {
             p.insert(address)?;
         }
-        self.next_bp += 1;
-        let id = self.next_bp - 1;
-        self.breakpoints.push(Breakpoint {
+        let id = self.free_breakpoint_id();
+        self.put_breakpoint(Breakpoint {
             id,
             address,
             enabled: true,
             command,
             spec,
+            deferred: false,
+            unresolved: false,
         });
         Ok(id)
+    }
+
+    /// `bp[ID]`/`bu[ID]` as CDB does them. With `id`, that breakpoint is
+    /// redefined if it exists (new place, commands and text, enabled),
+    /// else made with that id; without, a breakpoint already at `address`
+    /// is redefined, else a new one takes the first free id (CDB: "the
+    /// first available breakpoint number"). `address` `None`: not resolved
+    /// yet (`deferred` then; [`Live::resolve_breakpoint`] places it).
+    pub fn set_breakpoint(
+        &mut self,
+        id: Option<u32>,
+        address: Option<u64>,
+        spec: String,
+        command: Option<String>,
+        deferred: bool,
+    ) -> Result<BpSet, LiveError> {
+        let existing = match id {
+            Some(id) => self.breakpoints.iter().position(|b| b.id == id),
+            None => address.and_then(|a| {
+                self.breakpoints
+                    .iter()
+                    .position(|b| !b.unresolved && b.address == a)
+            }),
+        };
+        if let Some(a) = address {
+            // Fails (and changes nothing) if the address takes no int3.
+            let pid = self.first_pid();
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.insert(a)?;
+            }
+        }
+        let id = match (existing, id) {
+            (Some(i), _) => self.breakpoints[i].id,
+            (None, Some(id)) => id,
+            (None, None) => self.free_breakpoint_id(),
+        };
+        let bp = Breakpoint {
+            id,
+            address: address.unwrap_or(0),
+            enabled: true,
+            command,
+            spec,
+            deferred: deferred || address.is_none(),
+            unresolved: address.is_none(),
+        };
+        let done = match existing {
+            Some(i) => {
+                self.breakpoints[i] = bp;
+                BpSet::Redefined(id)
+            }
+            None => {
+                self.put_breakpoint(bp);
+                BpSet::New(id)
+            }
+        };
+        // The old place of a redefined one, if nothing else uses it.
+        self.sync_breakpoints()?;
+        Ok(done)
+    }
+
+    /// The deferred breakpoints not resolved yet: id and text.
+    pub fn unresolved_breakpoints(&self) -> Vec<(u32, String)> {
+        self.breakpoints
+            .iter()
+            .filter(|b| b.unresolved)
+            .map(|b| (b.id, b.spec.clone()))
+            .collect()
+    }
+
+    /// Place unresolved breakpoint `id` at `address` (its module loaded).
+    pub fn resolve_breakpoint(&mut self, id: u32, address: u64) -> Result<(), LiveError> {
+        let Some(i) = self.breakpoints.iter().position(|b| b.id == id) else {
+            return Ok(());
+        };
+        if self.breakpoints[i].enabled {
+            let pid = self.first_pid();
+            if let Some(p) = self.procs.get_mut(&pid) {
+                p.insert(address)?;
+            }
+        }
+        let b = &mut self.breakpoints[i];
+        b.address = address;
+        b.unresolved = false;
+        Ok(())
+    }
+
+    fn free_breakpoint_id(&self) -> u32 {
+        (0..=u32::MAX)
+            .find(|i| !self.breakpoints.iter().any(|b| b.id == *i))
+            .unwrap_or(u32::MAX)
+    }
+
+    /// Add to the list, which stays in id order (as `bl` lists it).
+    fn put_breakpoint(&mut self, bp: Breakpoint) {
+        let at = self.breakpoints.partition_point(|b| b.id < bp.id);
+        self.breakpoints.insert(at, bp);
     }
 
     /// Put an engine breakpoint reporting `kind` ([`Event::Throw`]) at
@@ -1678,7 +1807,7 @@ impl Live {
         let user: BTreeSet<u64> = self
             .breakpoints
             .iter()
-            .filter(|b| b.enabled)
+            .filter(|b| b.enabled && !b.unresolved)
             .map(|b| b.address)
             .collect();
         for (pid, p) in self.procs.iter_mut() {
@@ -1744,7 +1873,7 @@ impl Live {
         let want: BTreeSet<u64> = self
             .breakpoints
             .iter()
-            .filter(|b| b.enabled)
+            .filter(|b| b.enabled && !b.unresolved)
             .map(|b| b.address)
             .collect();
         let Some(p) = self.procs.get_mut(&pid) else {
@@ -1758,7 +1887,12 @@ impl Live {
             }
         }
         for a in want {
-            p.insert(a)?;
+            match p.insert(a) {
+                // The module of a plain `bp` was unloaded: it stays
+                // listed, with nothing to insert.
+                Err(LiveError::BadBreakpoint { .. }) => {}
+                r => r?,
+            }
         }
         Ok(())
     }

@@ -10,11 +10,12 @@
 //! `Live::detach` or `Live::kill`).
 
 use crate::disasm::{disassemble, fmt_addr};
+use crate::expr::{parse_expr, Expr};
 use crate::filters::{
     BreakStatus, EventKind, ExceptionEvent, ExceptionHint, ExceptionMatch, Filters, Handling,
 };
 use crate::format;
-use crate::live::{Event, Live, LiveError, Stream, ThrowKind};
+use crate::live::{BpSet, Event, Live, LiveError, Stream, ThrowKind};
 use crate::target::{DumpTarget, ExceptionInfo, Module, Target, TargetError, TargetKind};
 use coroner_symbols::cfi::{self, FrameMemory, UnwindRegs, UnwoundFrame};
 use coroner_symbols::image::ModuleImage;
@@ -582,6 +583,7 @@ impl<'o> Session<'o> {
                 Ok(broke)
             }
             Event::ModuleLoaded { pid, tid, module } => {
+                self.resolve_deferred_breakpoints(pid);
                 for kind in self.throws_watched.clone() {
                     self.watch_throws_in(pid, &module, kind);
                 }
@@ -943,6 +945,66 @@ impl<'o> Session<'o> {
         // Not breaking at the first chance: continue by the filter's
         // handling status, or go on to the second chance.
         self.continue_pending(None)
+    }
+
+    /// `bp[ID] LOCATION ["cmds"]` and `bu[ID] …` (spec §5.1; the
+    /// command's parser gives `deferred` for `bu`). With an id, that
+    /// breakpoint is redefined if it exists (`breakpoint N redefined`, as
+    /// CDB says when a `bp` names an existing breakpoint), else made with
+    /// that id; a `bp` at the address of an existing one redefines it too.
+    /// A `module!symbol` that does not resolve (its module not loaded yet)
+    /// is kept and resolved at each module load: silently for `bu`, with
+    /// CDB's `Bp expression '…' could not be resolved, adding deferred bp`
+    /// for `bp`. A `bu` is resolved again after its module unloads and
+    /// loads again.
+    pub fn set_breakpoint(
+        &mut self,
+        deferred: bool,
+        id: Option<u32>,
+        location: &Expr,
+        commands: Option<String>,
+    ) -> Result<BpSet, String> {
+        let spec = location.to_string();
+        let address = match location.eval(self, self.radix) {
+            Ok(a) => Some(a),
+            Err(_) if spec.contains('!') => None,
+            Err(e) => return Err(format!("{e} in '{location}'")),
+        };
+        if address.is_none() && !deferred {
+            self.say(&format!(
+                "Bp expression '{spec}' could not be resolved, adding deferred bp"
+            ));
+        }
+        let l = self.live().ok_or("no live target")?;
+        let done = l
+            .set_breakpoint(id, address, spec, commands, deferred)
+            .map_err(|e| e.to_string())?;
+        if let BpSet::Redefined(n) = done {
+            self.say(&format!("breakpoint {n} redefined"));
+        }
+        Ok(done)
+    }
+
+    /// At a module load in the process breakpoints belong to: place each
+    /// deferred breakpoint whose `module!symbol` resolves now. (The load
+    /// is reported before the module's initialisers run.)
+    fn resolve_deferred_breakpoints(&mut self, pid: Pid) {
+        let todo = match self.live_ref() {
+            Some(l) if l.process_ids().first() == Some(&pid) => l.unresolved_breakpoints(),
+            _ => return,
+        };
+        for (id, spec) in todo {
+            let Ok(expr) = parse_expr(&spec) else {
+                continue;
+            };
+            let Ok(address) = expr.eval(self, self.radix) else {
+                continue;
+            };
+            if let Some(l) = self.live() {
+                // Not writable there: it stays unresolved.
+                let _ = l.resolve_breakpoint(id, address);
+            }
+        }
     }
 
     /// The first chance of a C++ throw (`eh`) or a Rust panic (`rp`): the
@@ -1534,5 +1596,96 @@ mod tests {
         );
         let at = |what: &str| text.find(what).unwrap_or_else(|| panic!("{what}\n{text}"));
         assert!(at("C++ EH exception") < at("Assertion failure"), "{text}");
+    }
+
+    /// `bu` of a module not loaded yet was refused (the symbol did not
+    /// resolve) and `bp5` took the next free id instead of 5. Now the `bu`
+    /// is kept, placed when `dlopen` loads libm (before its initialisers
+    /// run) and unresolved again when `dlclose` unloads it; `bp5` is
+    /// breakpoint 5, and naming it again (or its address) redefines it.
+    #[test]
+    fn bu_waits_for_its_module_and_bp_n_takes_its_id() {
+        let loader = coroner_crashers::crasher_path()
+            .expect("crasher binary")
+            .with_file_name("dlopener");
+        let cmd = [loader.into_os_string(), OsString::from("libm.so.6")];
+        let mut out = Vec::new();
+        let mut s = Session::new(
+            TargetBox::Live(Box::new(Live::launch(&cmd, true).expect("launch dlopener"))),
+            &mut out,
+            SessionOptions::default(),
+        );
+        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let expr = |t: &str| parse_expr(t).unwrap();
+        let bu = s.set_breakpoint(true, None, &expr("libm!cos"), None);
+        assert_eq!(bu, Ok(BpSet::New(0)));
+        {
+            let b = &live_of(&s).breakpoints[0];
+            assert!(b.unresolved && b.deferred && b.address == 0, "{b:?}");
+        }
+        // bp5 on two places in turn: one breakpoint 5, at the second.
+        let first = s.resolve_symbol("libc!dlopen").expect("libc!dlopen");
+        let second = s.resolve_symbol("libc!dlclose").expect("libc!dlclose");
+        assert_eq!(
+            s.set_breakpoint(false, Some(5), &expr("libc!dlopen"), None),
+            Ok(BpSet::New(5))
+        );
+        assert_eq!(raw_byte(&s, first), 0xcc);
+        assert_eq!(
+            s.set_breakpoint(false, Some(5), &expr("libc!dlclose"), None),
+            Ok(BpSet::Redefined(5))
+        );
+        assert_ne!(raw_byte(&s, first), 0xcc, "the old place is given back");
+        assert_eq!(raw_byte(&s, second), 0xcc);
+        // No id: the first free one (1); at 5's address: 5 again.
+        assert_eq!(
+            s.set_breakpoint(false, None, &expr("libc!dlopen"), None),
+            Ok(BpSet::New(1))
+        );
+        assert_eq!(
+            s.set_breakpoint(false, None, &expr("libc!dlclose"), None),
+            Ok(BpSet::Redefined(5))
+        );
+        s.execute_line("bc 1");
+        let ids: Vec<u32> = live_of(&s).breakpoints.iter().map(|b| b.id).collect();
+        assert_eq!(ids, [0, 5]);
+
+        s.execute_line("sxe ld:libm*");
+        assert_eq!(s.execute_line("g"), Flow::Go);
+        assert!(s.run_until_break().unwrap(), "libm's load breaks");
+        let cos = s.resolve_symbol("libm!cos").expect("libm is loaded");
+        {
+            let b = &live_of(&s).breakpoints[0];
+            assert!(!b.unresolved && b.address == cos, "{b:?}");
+        }
+        assert_eq!(raw_byte(&s, cos), 0xcc);
+        assert_eq!(s.execute_line("g"), Flow::Go);
+        assert!(s.run_until_break().unwrap(), "a breakpoint");
+        let mut rip = s.current_regs().unwrap().rip;
+        if rip == cos {
+            // glibc binds libm's own use of `cos` while dlopen relocates
+            // it, after the load event: its resolver (`cos` is an IFUNC)
+            // runs, and the `bu` is hit.
+            assert_eq!(s.execute_line("g"), Flow::Go);
+            assert!(s.run_until_break().unwrap(), "breakpoint 5 (dlclose)");
+            rip = s.current_regs().unwrap().rip;
+        }
+        assert_eq!(rip, second, "{} {:?}", s.symbolize(rip), s.last_event);
+        assert_eq!(s.execute_line("g"), Flow::Go);
+        assert!(s.run_until_break().unwrap(), "the exit breaks");
+        {
+            let b = &live_of(&s).breakpoints[0];
+            assert!(b.unresolved && b.address == 0, "libm went away: {b:?}");
+        }
+        assert_eq!(s.execute_line("q"), Flow::Ended);
+        drop(s);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        assert!(text.contains("breakpoint 5 redefined"), "{text}");
+        assert!(text.contains("Breakpoint 5 hit"), "{text}");
+        assert!(text.matches("Breakpoint 0 hit").count() <= 1, "{text}");
+        let at = |what: &str| text.find(what).unwrap_or_else(|| panic!("{what}\n{text}"));
+        assert!(at("loaded libm.so.6") < at("Breakpoint 5 hit"), "{text}");
+        assert!(at("unloaded libm.so.6") < at("Exit process"), "{text}");
+        assert!(!text.contains("cannot"), "{text}");
     }
 }
