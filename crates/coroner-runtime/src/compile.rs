@@ -2,8 +2,8 @@
 //! missing or stale (the first start after a configuration file was edited
 //! by hand), or a file needs `coroner_config::load`'s closer look.
 //!
-//! `libcoroner.so` has no TOML parser: its relocations alone cost every
-//! process start about 7 µs (docs/benchmarks.md). Instead it runs the plan
+//! `libcoroner.so` has no TOML parser: its code and relocations cost every
+//! process start 7 to 13 µs (docs/benchmarks.md). Instead it runs the plan
 //! compiler, `coroner config compile-plan --runtime`, and reads the plan
 //! from its standard output; the compiler also stores the plan for the next
 //! process when it may. The process therefore gets the configuration as

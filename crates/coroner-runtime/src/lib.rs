@@ -3,8 +3,8 @@
 //! (`coroner::install()`) is this crate, `coroner_runtime::install()`;
 //! `libcoroner.so` (crate `coroner-preload`) is a thin C ABI over it.
 //!
-//! [`install`] reads the configuration's compiled plan (parsing the TOML
-//! only when the plan is missing or stale; see the module `start`),
+//! [`install`] reads the configuration's compiled plan (compiling it only
+//! when it is missing or stale; see the modules `start` and `compile`),
 //! precomputes everything the crash path needs without allocating, and
 //! puts `SA_SIGINFO|SA_ONSTACK` handlers in for SIGSEGV,
 //! SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP and SIGSYS, with a guard-paged

@@ -8,19 +8,25 @@
 //! 1. the candidate files are `CORONER_CONFIG` alone, else the system file
 //!    and the per-user file (only the system file when `AT_SECURE`);
 //! 2. each is opened (`ENOENT`: absent), checked on the open descriptor as
-//!    `coroner_config::load` checks it, and hashed while read;
+//!    `coroner_config::load` checks it, and hashed while read; a file
+//!    `load` ignores with a warning (not a regular file, writable by group
+//!    or others, a system file or link owned by someone else) counts as
+//!    absent, as it does for `load`; a root-owned symbolic link as the
+//!    system file is followed, as `load` follows it;
 //! 3. none there: the empty plan, no more reading;
 //! 4. the plan beside the most specific file (`<file>.plan`) is read into
 //!    the arena and used if it is trusted (a regular file, not group- or
 //!    world-writable, owned by that file's owner) and was compiled from
 //!    exactly these bytes ([`coroner_config::plan::PlanView::compiled_from`]);
-//! 5. anything else (no plan, a stale one, a symbolic link where the rules
-//!    need a closer look, a file too large) takes the full path: `load`
-//!    parses the TOML (this allocates), the plan is compiled and, when this
-//!    process may, stored for the next process ([`coroner_config::plan::store`]).
+//! 5. anything else (no plan, a stale one, a file too large or unreadable)
+//!    takes the full path: the preloaded library runs the plan compiler
+//!    (`coroner config compile-plan`, the module `compile`), a program
+//!    that links the runtime parses the TOML itself ([`full`], which
+//!    allocates); either way the plan is stored for the next process when
+//!    this one may ([`coroner_config::plan::store`]).
 //!
 //! A process therefore reads one or two small files and one plan; the
-//! first process after an edit pays the parse once.
+//! first process after an edit pays the compile once.
 
 use crate::crash::{environ, Plan};
 use crate::plan::{empty_plan, plan_from_view, Arena, Facts, ENV_RUN_FD};
@@ -601,7 +607,8 @@ fn read_plan(path: &CStr, owner: u32, arena: &mut Arena) -> Option<usize> {
     len
 }
 
-/// Step 5: the full load, then the plan from it. Allocates.
+/// Step 5 in a program that links the runtime (`install`): the full load,
+/// then the plan from it. Allocates, and links the TOML parser.
 pub(crate) fn full(
     store: bool,
     secure: bool,
