@@ -3,8 +3,8 @@
 #  1. A program takes N handled SIGUSR1 and N handled SIGSEGV (its handler
 #     steps over the faulting store). Run natively, under
 #     `coroner dbg` with the filters set to ignore (sxi), and under gdb with
-#     `handle ... nostop noprint pass`, in one run. Prints ns per signal and
-#     the gdb/coroner ratio (higher is better for us).
+#     `handle ... nostop noprint pass`, in one run. Prints the load average,
+#     ns per signal and the gdb/coroner ratio (higher is better for us).
 #  2. Time from opening a dump of a big debug binary to a symbolized stack:
 #     `coroner dbg -z` (minidump and ELF core), minidump-stackwalk (minidump)
 #     and gdb (ELF core).
@@ -58,6 +58,8 @@ C
 gcc -O2 -o "$W/sigs" "$W/sigs.c"
 
 ns() { grep -o 'RESULT .*' | awk '{print $4}'; }
+# The machine may be shared: say how busy it was.
+printf 'load average: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s %12s %14s %12s %10s\n' kind native_ns coroner_dbg_ns gdb_ns gdb/coroner
 for kind in usr1 segv; do
     code=SIGUSR1; [ "$kind" = segv ] && code=av
