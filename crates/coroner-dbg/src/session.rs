@@ -333,6 +333,12 @@ impl<'o> Session<'o> {
             None => (None, text),
         };
         for m in &mods {
+            // The image's name is its file's: skip the others unread.
+            if module.is_some_and(|want| {
+                !coroner_symbols::image::module_name(&m.path).eq_ignore_ascii_case(want)
+            }) {
+                continue;
+            }
             let found = self.with_module_image(m, |img| {
                 if module.is_some_and(|want| !img.name().eq_ignore_ascii_case(want)) {
                     return None;
