@@ -2,12 +2,14 @@
 //! under ptrace, in all-stop mode.
 //!
 //! Owns: launching and attaching (`PTRACE_SEIZE` on every thread), the
-//! wait loop, software breakpoints (`int3`, stepped over on resume), single
+//! wait loop, software breakpoints (`int3`, stepped over on resume; user
+//! ones by id, deferred ones until their module loads; the engine's own on
+//! throw and panic entry points, which `bl` never lists), single
 //! stepping, thread and process events (clone, exit, fork, exec), module
 //! load and unload through the dynamic linker's rendezvous (`r_debug.r_brk`),
 //! and the debuggee's output when we launched it. It reports typed
-//! [`Event`]s; deciding what an event means (filters, break or go) is the
-//! session's job.
+//! [`Event`]s; deciding what an event means (filters, break or go) and
+//! where a symbol is are the session's job.
 //!
 //! Must not: leave a tracee stopped or with a breakpoint byte in it when the
 //! session ends (detach restores every byte first), or call ptrace or
