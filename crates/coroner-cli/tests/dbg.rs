@@ -421,12 +421,25 @@ fn sxe_eh_breaks_at_a_cxx_throw() {
 /// By default (`eh` second-chance break) a throw is not reported at all:
 /// no breakpoint is set, so the program runs to its `std::terminate`.
 #[test]
-fn a_cxx_throw_is_silent_by_default() {
+fn a_cxx_throw_is_printed_by_default_and_silent_under_sxi() {
     let c = crasher();
+    // Default (second-chance break): CDB prints the first chance and goes
+    // on; the break comes with the abort of std::terminate.
     let o = dbg(&[c.as_os_str(), os("cxx-terminate")], "g\nq\n");
     let t = text(&o);
-    assert!(!t.contains("C++ EH exception"), "{t}");
+    assert_eq!(
+        count(&t, "): C++ EH exception - code e06d7363 (first chance)"),
+        1,
+        "{t}"
+    );
+    // Only the assertion (default: break) breaks in.
+    assert_eq!(count(&t, "First chance exceptions are reported"), 1, "{t}");
     assert!(t.contains("terminate called after throwing"), "{t}");
+    assert!(t.contains("Assertion failure - code 00000006"), "{t}");
+    // sxi: nothing at all.
+    let o = dbg(&[c.as_os_str(), os("cxx-terminate")], "sxi eh\ng\nq\n");
+    let t = text(&o);
+    assert!(!t.contains("C++ EH exception"), "{t}");
     assert!(t.contains("Assertion failure - code 00000006"), "{t}");
 }
 
@@ -470,7 +483,6 @@ fn xe_rp_breaks_at_a_rust_panic() {
 /// loads libm, before the program says it did; `dlclose` then unloads
 /// libm with the breakpoint in it, and the program ends normally.
 #[test]
-#[ignore = "needs exec.rs's bp/bu command to call Session::set_breakpoint"]
 fn bu_of_a_module_not_loaded_yet_is_placed_when_it_loads() {
     let loader = crasher().with_file_name("dlopener");
     let o = dbg(
@@ -499,7 +511,6 @@ fn bu_of_a_module_not_loaded_yet_is_placed_when_it_loads() {
 /// naming 5 again moves it (`breakpoint 5 redefined`), and a `bp` with no
 /// id takes the first free one.
 #[test]
-#[ignore = "needs exec.rs's bp/bu command to call Session::set_breakpoint"]
 fn bp_with_an_id_uses_it_and_redefines_that_breakpoint() {
     let c = crasher();
     let o = dbg(

@@ -372,7 +372,6 @@ fn gn_is_refused_at_a_breakpoint_and_gcap_n_passes_the_sigtrap_on() {
 /// initial break is a breakpoint exception, where `gn` is refused and `gN`
 /// must be typed (spec §5.2), like at any breakpoint.
 #[test]
-#[ignore = "needs session.rs to leave a breakpoint pending at the initial break"]
 fn gn_is_refused_at_the_initial_breakpoint() {
     let c = crasher();
     let o = dbg(

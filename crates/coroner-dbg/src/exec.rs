@@ -299,20 +299,16 @@ impl Session<'_> {
                 Ok(Flow::Stay)
             }
             Command::Breakpoint {
-                location, commands, ..
+                deferred,
+                id,
+                location,
+                commands,
             } => {
                 self.need_execution("have breakpoints")?;
                 let loc = location
                     .as_ref()
                     .ok_or("bp needs an address or module!symbol")?;
-                let addr = self.eval(loc)?;
-                let spec = loc.to_string();
-                let id = self
-                    .live()
-                    .ok_or("no live target")?
-                    .add_breakpoint(addr, spec, commands.clone())
-                    .map_err(|e| e.to_string())?;
-                let _ = id;
+                self.set_breakpoint(*deferred, *id, loc, commands.clone())?;
                 Ok(Flow::Stay)
             }
             Command::BreakpointList => {
@@ -1146,14 +1142,24 @@ impl Session<'_> {
         };
         let mut s = String::new();
         for b in bps {
-            let _ = writeln!(
-                s,
-                "{:2} {} {}     0001 (0001)  0:**** {}",
-                b.id,
-                if b.enabled { 'e' } else { 'd' },
-                fmt_addr(b.address),
-                self.symbolize(b.address)
-            );
+            let e = if b.enabled { 'e' } else { 'd' };
+            // CDB lists a breakpoint whose module is not loaded with `u`
+            // and its expression in place of the address.
+            let _ = if b.unresolved {
+                writeln!(
+                    s,
+                    "{:2} {e}u                     0001 (0001)  0:**** ({})",
+                    b.id, b.spec
+                )
+            } else {
+                writeln!(
+                    s,
+                    "{:2} {e} {}     0001 (0001)  0:**** {}",
+                    b.id,
+                    fmt_addr(b.address),
+                    self.symbolize(b.address)
+                )
+            };
         }
         s.trim_end().to_string()
     }

@@ -1075,14 +1075,14 @@ impl<'o> Session<'o> {
         self.continue_pending(None)
     }
 
-    /// Whether the filter of `kind` wants its first chance: it breaks or
-    /// prints (`sxe`, `sxn`), or has a first-chance command. The default
-    /// (second-chance break) and `sxi` set no breakpoint at all, so a
-    /// program that throws a lot costs nothing then. (CDB prints a line at
-    /// each first chance under the default too; we do not, for that cost.)
+    /// Whether the filter of `kind` wants its first chance: anything but
+    /// `sxi` without a first-chance command. The default (second-chance
+    /// break, `sxd`) prints a line at each first chance and goes on, as
+    /// CDB does for every C++ throw; `sxi` sets no breakpoint at all, so a
+    /// program that throws a lot costs nothing then.
     fn throw_wanted(&self, kind: ThrowKind) -> bool {
         let m = self.filters.exception(&throw_event(kind));
-        matches!(m.break_status, BreakStatus::Break | BreakStatus::Output) || m.cmd1.is_some()
+        m.break_status != BreakStatus::Ignore || m.cmd1.is_some()
     }
 
     /// Make the engine's throw and panic breakpoints match the `eh`/`rp`
@@ -1528,13 +1528,13 @@ mod tests {
         b[0]
     }
 
-    /// `eh` costs nothing by default: no breakpoint is set. `sxe eh` sets
+    /// `eh` under `sxi` costs nothing: no breakpoint is set. `sxe eh` sets
     /// one on `__cxa_throw` (libstdc++'s), which `bl`'s list does not
     /// hold and which reports the throw as CDB's first chance; `sxi eh`
     /// takes it out again, the original byte back.
     #[test]
     fn the_eh_breakpoint_is_there_only_while_its_filter_wants_it() {
-        // Default: the throw goes by unseen, to std::terminate's abort.
+        // sxi: the throw goes by unseen, to std::terminate's abort.
         let mut out = Vec::new();
         let mut s = Session::new(
             TargetBox::Live(Box::new(launch(&["cxx-terminate"]))),
@@ -1543,6 +1543,7 @@ mod tests {
         );
         assert!(s.run_until_break().unwrap(), "initial breakpoint");
         let pid = live_of(&s).current;
+        s.execute_line("sxi eh");
         assert_eq!(s.execute_line("g"), Flow::Go);
         assert!(s.run_until_break().unwrap(), "the abort breaks");
         assert!(live_of(&s)
