@@ -12,8 +12,9 @@
 //!
 //! Which `coroner`: the one of this library's installation first
 //! ([`Program::Installed`]: it writes the plan format this build reads),
-//! then `coroner` on `PATH` (not in an `AT_SECURE` process), then beside
-//! the executable (a Rust program that links the runtime). The child
+//! then `coroner` on `PATH`, then beside the executable (a Rust program
+//! that links the runtime); neither of these two in an `AT_SECURE`
+//! process, whose `PATH` and directory may be the user's. The child
 //! searches with `execve` on each candidate, as the crash path does.
 //!
 //! The compiler gets the process environment and [`MARKER`]; its own copy
@@ -129,10 +130,15 @@ fn candidates(secure: bool, path: Option<&'static [u8]>) -> ([Program; 3], usize
         programs[n] = Program::Search { path };
         n += 1;
     }
-    programs[n] = Program::Beside {
-        object: b"/proc/self/exe",
-    };
-    (programs, n + 1)
+    // Not in an `AT_SECURE` process: a setuid program's directory need not
+    // be root's alone, and the compiler would run with its privileges.
+    if !secure {
+        programs[n] = Program::Beside {
+            object: b"/proc/self/exe",
+        };
+        n += 1;
+    }
+    (programs, n)
 }
 
 /// Runs the compiler for this process's configuration and returns the plan
@@ -304,6 +310,18 @@ unsafe fn child(
 mod tests {
     use super::*;
     use std::ffi::CString;
+
+    #[test]
+    fn a_secure_process_looks_only_in_the_installation() {
+        let (p, n) = candidates(false, Some(b"/bin"));
+        assert_eq!(n, 3, "{p:?}");
+        assert!(matches!(p[0], Program::Installed { .. }), "{p:?}");
+        assert_eq!(p[1], Program::Search { path: b"/bin" });
+        assert!(matches!(p[2], Program::Beside { .. }), "{p:?}");
+        let (p, n) = candidates(true, Some(b"/bin"));
+        assert_eq!(n, 1, "{p:?}");
+        assert!(matches!(p[0], Program::Installed { .. }), "{p:?}");
+    }
 
     /// Runs `sh -c SCRIPT` as the compiler.
     fn sh(script: &str) -> Result<&'static [u8], Failure> {

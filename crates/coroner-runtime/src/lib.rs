@@ -198,6 +198,7 @@ fn install_with(panic_hook: bool, fallback: Fallback) -> Result<(), InstallError
         let facts = plan::Facts {
             path: env.path.filter(|_| !secure),
             report_fd: start::report_fd(&env, secure),
+            secure,
         };
         let plan = match start::quick(&env, secure, &mut arena) {
             start::Quick::Nothing => plan::empty_plan(facts.report_fd),

@@ -176,6 +176,8 @@ pub(crate) struct Facts<'a> {
     pub path: Option<&'a [u8]>,
     /// The report descriptor, or -1.
     pub report_fd: libc::c_int,
+    /// `AT_SECURE`: no program is looked for where the user may put one.
+    pub secure: bool,
 }
 
 /// The plan for this process: `view`'s settings for its executable and
@@ -222,7 +224,7 @@ pub(crate) fn plan_from_view(
                     (p, [one, Program::AsIs, Program::AsIs], 1)
                 }
                 None => {
-                    let (list, n) = default_dumper(path_of(arena));
+                    let (list, n) = default_dumper(path_of(arena), facts.secure);
                     (&DUMPER_WORDS.coroner[..], list, n)
                 }
             };
@@ -374,8 +376,13 @@ pub(crate) fn dumper_cmd(
 /// `coroner` on `PATH`, else in this library's installation (beside it, or
 /// the executable that links the runtime; through a symbolic link too, as
 /// `coroner run`'s preload tree has; see [`Program::Installed`]), else
-/// beside `/proc/self/exe`.
-pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; MAX_PROGRAMS], usize) {
+/// beside `/proc/self/exe` — but not in a `secure` (`AT_SECURE`) process,
+/// where a setuid program's directory need not be root's alone and the
+/// dumper would run with the program's privileges.
+pub(crate) fn default_dumper(
+    path: Option<&'static [u8]>,
+    secure: bool,
+) -> ([Program; MAX_PROGRAMS], usize) {
     let mut programs = [Program::AsIs; MAX_PROGRAMS];
     let mut n = 0;
     if let Some(path) = path {
@@ -386,10 +393,13 @@ pub(crate) fn default_dumper(path: Option<&'static [u8]>) -> ([Program; MAX_PROG
         programs[n] = Program::Installed { object };
         n += 1;
     }
-    programs[n] = Program::Beside {
-        object: b"/proc/self/exe",
-    };
-    (programs, n + 1)
+    if !secure {
+        programs[n] = Program::Beside {
+            object: b"/proc/self/exe",
+        };
+        n += 1;
+    }
+    (programs, n)
 }
 
 /// The path the loader gave the ELF object this code is in (libcoroner.so
@@ -471,6 +481,16 @@ mod tests {
 
     /// The plan for `text` as a process with `PATH` = `path` builds it.
     fn plan_for(text: &str, path: Option<&'static str>, report_fd: i32) -> Plan {
+        plan_for_process(text, path, report_fd, false)
+    }
+
+    /// [`plan_for`], `AT_SECURE` or not.
+    fn plan_for_process(
+        text: &str,
+        path: Option<&'static str>,
+        report_fd: i32,
+        secure: bool,
+    ) -> Plan {
         let config = coroner_config::parse_str(text, Path::new("t.toml")).unwrap();
         let bytes = encode(&config, &[Stamp::of(Role::System, text.as_bytes())]);
         let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -481,6 +501,7 @@ mod tests {
         let facts = Facts {
             path: path.map(str::as_bytes),
             report_fd,
+            secure,
         };
         plan_from_view(&view, &facts, &mut arena)
     }
@@ -533,6 +554,11 @@ mod tests {
             }
         );
         assert_eq!(words(&cmd)[0], "coroner");
+        // A setuid process: only the installation (no PATH, not beside).
+        let plan = plan_for_process("[localdumps]\nfolder = \"/d\"\n", None, -1, true);
+        let p = plan.dumper.unwrap().programs().to_vec();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(matches!(p[0], Program::Installed { .. }), "{p:?}");
     }
 
     use std::os::unix::ffi::OsStrExt;
