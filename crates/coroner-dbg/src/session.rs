@@ -261,6 +261,11 @@ impl<'o> Session<'o> {
         let key = (m.base, m.path.clone());
         let mut cache = self.images.borrow_mut();
         let img = cache.entry(key).or_insert_with(|| {
+            // The vDSO has no file: its symbols (`__vdso_clock_gettime`)
+            // come from its image in the target's memory.
+            if let Some(img) = self.vdso_image(m) {
+                return img;
+            }
             ModuleImage::load(
                 &self.opts.symbols,
                 &m.path,
@@ -270,6 +275,30 @@ impl<'o> Session<'o> {
             )
         });
         Some(f(img))
+    }
+
+    /// The vDSO's image read from the target, when `m` is the vDSO (a
+    /// module with no path, named as `target` names it: `linux-vdso.so.1`,
+    /// `linux-gate.so.1`, or a recorded `linux-gate.so`/`[vdso]`) and its
+    /// pages are readable (live targets, cores and full dumps).
+    fn vdso_image(&self, m: &Module) -> Option<ModuleImage> {
+        /// The vDSO is two pages; never read more than this for it.
+        const VDSO_MAX: u64 = 1 << 20;
+        let name = m.path.as_str();
+        let vdso = !name.contains('/')
+            && (name.starts_with("linux-vdso")
+                || name.starts_with("linux-gate")
+                || coroner_symbols::vdso::is_vdso(name));
+        let size = m.end.checked_sub(m.base)?;
+        if !vdso || size == 0 || size > VDSO_MAX {
+            return None;
+        }
+        let t = self.target()?;
+        let mut data = vec![0u8; size as usize];
+        if t.read(m.base, &mut data) != data.len() {
+            return None;
+        }
+        Some(ModuleImage::from_bytes(name, m.base, size, data))
     }
 
     /// Every module's image, loaded (for unwinding).
@@ -1461,6 +1490,41 @@ mod tests {
             .into_os_string()];
         cmd.extend(args.iter().map(OsString::from));
         Live::launch(&cmd, true).expect("launch the crasher under ptrace")
+    }
+
+    /// The vDSO's symbols come from its image in the target's memory.
+    #[test]
+    fn vdso_symbols_are_read_from_the_target() {
+        let mut out = Vec::new();
+        let mut s = Session::new(
+            TargetBox::Live(Box::new(launch(&["exit", "0"]))),
+            &mut out,
+            SessionOptions::default(),
+        );
+        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let vdso = s
+            .target()
+            .unwrap()
+            .modules()
+            .into_iter()
+            .find(|m| m.path.starts_with("linux-vdso"))
+            .expect("the vDSO is listed");
+        let named = s
+            .with_module_image(&vdso, |img| {
+                img.symbols()
+                    .iter()
+                    .find(|sym| sym.name.ends_with("clock_gettime"))
+                    .map(|sym| sym.address)
+            })
+            .flatten()
+            .expect("clock_gettime in the vDSO's symbols");
+        assert!(vdso.contains(named), "{named:#x} in {vdso:?}");
+        assert!(
+            s.symbolize(named).contains("clock_gettime"),
+            "{}",
+            s.symbolize(named)
+        );
+        assert_eq!(s.execute_line("q"), Flow::Ended);
     }
 
     fn register_reads(s: &Session) -> u64 {
