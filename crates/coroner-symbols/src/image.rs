@@ -371,8 +371,9 @@ impl ModuleImage {
     }
 
     /// The function containing `addr`: the nearest preceding function symbol
-    /// whose size covers `addr`, or the nearest preceding one when its size
-    /// is 0. Among aliases, global names win over weak, weak over local, and
+    /// whose size covers `addr`, or the nearest preceding one in the same
+    /// code section when its size is 0; else the data object (a variable)
+    /// whose bytes hold `addr`. Among aliases, global names win over weak, weak over local, and
     /// a symbol's default version over an old one. In a PLT section it is
     /// the stub, named after the function it jumps to (`puts@plt`), or
     /// `<plt>` at the section's start; a GOT slot a dynamic relocation
@@ -409,13 +410,54 @@ impl ModuleImage {
                 break;
             }
         }
-        let s = best.or(sizeless)?;
+        // A symbol without a size covers what follows it in its own code
+        // section only: `_fini` (size 0, at the end of `.fini`) must not
+        // name every address of `.rodata` and `.data` after it.
+        let sizeless = sizeless.filter(|s| self.same_code_section(s.svma, svma));
+        let s = match best.or(sizeless) {
+            Some(s) => s,
+            None => self.object_at(svma)?,
+        };
         Some(SymbolHit {
             name: s.name.clone(),
             raw_name: s.raw_name.clone(),
             address: self.to_runtime(s.svma),
             size: s.size,
         })
+    }
+
+    /// Whether `a` and `b` lie in one executable section; also when the
+    /// sections are not known (no binary: only the symbols).
+    fn same_code_section(&self, a: u64, b: u64) -> bool {
+        let ranges = &self.inner.code_ranges;
+        if ranges.is_empty() {
+            return true;
+        }
+        let of = |x: u64| {
+            ranges
+                .iter()
+                .position(|r| x >= r.svma && x - r.svma < r.size)
+        };
+        of(a).is_some_and(|i| of(b) == Some(i))
+    }
+
+    /// The data object (a variable: a sized symbol that is not a function)
+    /// whose bytes hold `svma`, for addresses no function covers.
+    fn object_at(&self, svma: u64) -> Option<&FileSymbol> {
+        let syms = &self.inner.symbols;
+        let upto = syms.partition_point(|s| s.svma <= svma);
+        let mut best: Option<&FileSymbol> = None;
+        for s in syms[..upto].iter().rev().take(64) {
+            if s.function || s.size == 0 || svma >= s.svma.saturating_add(s.size) {
+                continue;
+            }
+            if best.is_none_or(|b| b.svma == s.svma && s.rank > b.rank) {
+                best = Some(s);
+            } else {
+                break;
+            }
+        }
+        best
     }
 
     /// Symbols named `name`: the raw (mangled, maybe `@VERSION`) name, the
