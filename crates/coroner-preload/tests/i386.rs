@@ -14,21 +14,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const TRIPLE: &str = "i686-unknown-linux-gnu";
+mod common;
 
-/// target/<profile>, and the profile name cargo takes.
-fn profile_dir() -> (PathBuf, String) {
-    let exe = std::env::current_exe().unwrap();
-    let mut dir = exe.parent().unwrap().to_path_buf();
-    if dir.file_name().unwrap() == "deps" {
-        dir = dir.parent().unwrap().to_path_buf();
-    }
-    let profile = match dir.file_name().unwrap().to_str().unwrap() {
-        "debug" => "dev".to_string(),
-        other => other.to_string(),
-    };
-    (dir, profile)
-}
+const TRIPLE: &str = "i686-unknown-linux-gnu";
 
 fn missing(what: &str) -> bool {
     if std::env::var_os("CORONER_REQUIRE_I386").is_some_and(|v| v == "1") {
@@ -51,56 +39,30 @@ fn compile(src: &Path, out: &Path, extra: &[&str]) -> bool {
 
 /// libcoroner.so for i686, built with the cargo running the tests.
 fn library_i686() -> PathBuf {
-    let (dir, profile) = profile_dir();
-    let root = dir.parent().unwrap();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--quiet", "-p", "coroner-preload", "--lib"])
-        .args(["--target", TRIPLE, "--profile", &profile])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(root)
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "building libcoroner.so for {TRIPLE}: {status}"
+    common::cargo_build(
+        common::PRELOAD_MANIFEST,
+        &["-p", "coroner-preload", "--lib", "--target", TRIPLE],
+        &format!("libcoroner.so for {TRIPLE}"),
     );
-    root.join(TRIPLE)
+    let dir = common::profile_dir().0;
+    dir.parent()
+        .unwrap()
+        .join(TRIPLE)
         .join(dir.file_name().unwrap())
         .join("libcoroner.so")
 }
 
-/// `coroner` in target/<profile>, where both builds of the library find
-/// it as their plan compiler (they have no TOML parser).
-fn build_coroner() {
-    let (dir, profile) = profile_dir();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--quiet", "-p", "coroner-cli", "--bin", "coroner"])
-        .args(["--profile", &profile])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
-        .arg("--target-dir")
-        .arg(dir.parent().unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building coroner: {status}");
-}
-
-/// libcoroner.so and the jit_probe example for this host.
+/// libcoroner.so and the jit_probe example for this host, and `coroner`
+/// in target/<profile>, where both builds of the library find it as their
+/// plan compiler (they have no TOML parser).
 fn library_host() -> (PathBuf, PathBuf) {
-    build_coroner();
-    let (dir, profile) = profile_dir();
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--quiet", "-p", "coroner-preload", "--lib"])
-        .args(["--example", "jit_probe", "--profile", &profile])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(dir.parent().unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building libcoroner.so: {status}");
+    common::build_coroner();
+    common::cargo_build(
+        common::PRELOAD_MANIFEST,
+        &["-p", "coroner-preload", "--lib", "--example", "jit_probe"],
+        "libcoroner.so",
+    );
+    let dir = common::profile_dir().0;
     (
         dir.join("libcoroner.so"),
         dir.join("examples").join("jit_probe"),

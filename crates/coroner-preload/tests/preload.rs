@@ -12,14 +12,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod common;
+
+/// The running test's target/<profile>.
 fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap();
-    if dir.file_name().unwrap() == "deps" {
-        dir.parent().unwrap().to_path_buf()
-    } else {
-        dir.to_path_buf()
-    }
+    common::profile_dir().0
 }
 
 /// target/<profile>/libcoroner.so, built (with the examples) once per run.
@@ -27,41 +24,15 @@ fn library() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let dir = profile_dir();
-            let profile = match dir.file_name().unwrap().to_str().unwrap() {
-                "debug" => "dev".to_string(),
-                other => other.to_string(),
-            };
-            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "coroner-preload",
-                    "--lib",
-                    "--examples",
-                ])
-                .args(["--profile", &profile])
-                .arg("--manifest-path")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(dir.parent().unwrap())
-                .status()
-                .unwrap();
-            assert!(status.success(), "building libcoroner.so: {status}");
+            common::cargo_build(
+                common::PRELOAD_MANIFEST,
+                &["-p", "coroner-preload", "--lib", "--examples"],
+                "libcoroner.so",
+            );
             // The plan compiler the library runs when a configuration is
             // new or edited (it has no TOML parser): `coroner` beside it.
-            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                .args(["build", "--quiet", "-p", "coroner-cli", "--bin", "coroner"])
-                .args(["--profile", &profile])
-                .arg("--manifest-path")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml"))
-                .arg("--target-dir")
-                .arg(dir.parent().unwrap())
-                .status()
-                .unwrap();
-            assert!(status.success(), "building coroner: {status}");
-            let lib = dir.join("libcoroner.so");
+            common::build_coroner();
+            let lib = profile_dir().join("libcoroner.so");
             assert!(lib.is_file(), "{} missing", lib.display());
             lib
         })
