@@ -549,8 +549,6 @@ fn stepping_a_faulting_instruction_stops_in_the_signal_handler() {
     assert!(t.contains("recovered 3"), "{t}");
 }
 
-/// Regression: `g ADDR` left ADDR behind as a permanent breakpoint (listed
-/// by `bl`, hit again by every later pass).
 /// Regression: an address in a PLT stub took the name of the symbol before
 /// the section (`crasher!_fini+0x70`); it is the stub, named after its
 /// target as gdb names it, and `bp` takes that name.
@@ -633,6 +631,8 @@ fn the_vdso_is_linux_vdso_so_1_live_in_a_dump_and_in_analyze() {
     assert!(!t.contains("linux-gate"), "{t}");
 }
 
+/// Regression: `g ADDR` left ADDR behind as a permanent breakpoint (listed
+/// by `bl`, hit again by every later pass).
 #[test]
 fn g_break_addresses_are_one_shot() {
     let c = crasher();

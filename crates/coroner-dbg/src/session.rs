@@ -1484,6 +1484,17 @@ mod tests {
     use crate::exec::Flow;
     use std::ffi::OsString;
 
+    /// A session on `live`, at its initial breakpoint, writing to `out`.
+    fn at_initial_break(live: Live, out: &mut Vec<u8>) -> Session<'_> {
+        let mut s = Session::new(
+            TargetBox::Live(Box::new(live)),
+            out,
+            SessionOptions::default(),
+        );
+        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        s
+    }
+
     fn launch(args: &[&str]) -> Live {
         let mut cmd = vec![coroner_crashers::crasher_path()
             .expect("crasher binary")
@@ -1496,12 +1507,7 @@ mod tests {
     #[test]
     fn vdso_symbols_are_read_from_the_target() {
         let mut out = Vec::new();
-        let mut s = Session::new(
-            TargetBox::Live(Box::new(launch(&["exit", "0"]))),
-            &mut out,
-            SessionOptions::default(),
-        );
-        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let mut s = at_initial_break(launch(&["exit", "0"]), &mut out);
         let vdso = s
             .target()
             .unwrap()
@@ -1547,12 +1553,7 @@ mod tests {
     #[test]
     fn one_register_read_per_stop_and_output_before_the_stop() {
         let mut out = Vec::new();
-        let mut s = Session::new(
-            TargetBox::Live(Box::new(launch(&["recover"]))),
-            &mut out,
-            SessionOptions::default(),
-        );
-        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let mut s = at_initial_break(launch(&["recover"]), &mut out);
         assert_eq!(s.execute_line("g"), Flow::Go);
         let before = register_reads(&s);
         assert!(s.run_until_break().unwrap(), "the first SIGSEGV breaks");
@@ -1600,12 +1601,7 @@ mod tests {
     fn the_eh_breakpoint_is_there_only_while_its_filter_wants_it() {
         // sxi: the throw goes by unseen, to std::terminate's abort.
         let mut out = Vec::new();
-        let mut s = Session::new(
-            TargetBox::Live(Box::new(launch(&["cxx-terminate"]))),
-            &mut out,
-            SessionOptions::default(),
-        );
-        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let mut s = at_initial_break(launch(&["cxx-terminate"]), &mut out);
         let pid = live_of(&s).current;
         s.execute_line("sxi eh");
         assert_eq!(s.execute_line("g"), Flow::Go);
@@ -1621,12 +1617,7 @@ mod tests {
 
         // `sxe eh` at the initial break.
         let mut out = Vec::new();
-        let mut s = Session::new(
-            TargetBox::Live(Box::new(launch(&["cxx-terminate"]))),
-            &mut out,
-            SessionOptions::default(),
-        );
-        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let mut s = at_initial_break(launch(&["cxx-terminate"]), &mut out);
         let pid = live_of(&s).current;
         s.execute_line("sxe eh");
         assert_eq!(s.execute_line("g"), Flow::Go);
@@ -1681,12 +1672,7 @@ mod tests {
             .with_file_name("dlopener");
         let cmd = [loader.into_os_string(), OsString::from("libm.so.6")];
         let mut out = Vec::new();
-        let mut s = Session::new(
-            TargetBox::Live(Box::new(Live::launch(&cmd, true).expect("launch dlopener"))),
-            &mut out,
-            SessionOptions::default(),
-        );
-        assert!(s.run_until_break().unwrap(), "initial breakpoint");
+        let mut s = at_initial_break(Live::launch(&cmd, true).expect("launch dlopener"), &mut out);
         let expr = |t: &str| parse_expr(t).unwrap();
         let bu = s.set_breakpoint(true, None, &expr("libm!cos"), None);
         assert_eq!(bu, Ok(BpSet::New(0)));
