@@ -633,11 +633,7 @@ impl Live {
         coroner_sys::signal::kill(pid, libc::SIGCONT).map_err(pt("SIGCONT", pid, tid))?;
         // Run to the SIGCONT stop: the program has not run an instruction.
         loop {
-            let (t, st) = live.next_status(None)?.ok_or(LiveError::Gone)?;
-            if t != tid {
-                live.queued.push_back((t, st));
-                continue;
-            }
+            let st = live.next_status_of(tid, None)?.ok_or(LiveError::Gone)?;
             match st {
                 WaitStatus::Stopped { sig } if sig == libc::SIGCONT => {
                     live.set_stop(tid, Stop::Quiet);
@@ -792,6 +788,34 @@ impl Live {
             Next::Status(t, st) => Ok(Some((t, st))),
             Next::Output | Next::Nothing => Ok(None),
         }
+    }
+
+    /// The next status of `tid`: one already queued, else the next the
+    /// kernel reports for it. Statuses of other threads that arrive
+    /// meanwhile are queued, in order, behind those queued before. `None`
+    /// at the deadline or when no tracee is left. (Popping the queue and
+    /// pushing another thread's status back, as [`Live::next_status`]
+    /// would, pops the same status again forever.)
+    fn next_status_of(
+        &mut self,
+        tid: Tid,
+        deadline: Option<Instant>,
+    ) -> Result<Option<WaitStatus>, LiveError> {
+        if let Some(i) = self.queued.iter().position(|(t, _)| *t == tid) {
+            return Ok(self.queued.remove(i).map(|(_, st)| st));
+        }
+        let mut later = std::mem::take(&mut self.queued);
+        let found = loop {
+            match self.next_status(deadline) {
+                Ok(Some((t, st))) if t == tid => break Ok(Some(st)),
+                Ok(Some(other)) => later.push_back(other),
+                Ok(None) => break Ok(None),
+                Err(e) => break Err(e),
+            }
+        };
+        later.append(&mut self.queued);
+        self.queued = later;
+        found
     }
 
     /// One `waitpid(WNOHANG)` for the tracees and children of this thread
@@ -1349,34 +1373,30 @@ impl Live {
             if self.thread_mut(tid).is_none_or(|t| t.stop.is_some()) {
                 return Ok(());
             }
-            let Some((t, st)) = self.next_status(Some(deadline))? else {
+            let Some(st) = self.next_status_of(tid, Some(deadline))? else {
                 return Err(LiveError::BreakInTimeout {
                     secs: self.break_timeout.as_secs(),
                     tids: vec![tid.0],
                 });
             };
-            if t == tid {
-                match st {
-                    WaitStatus::PtraceEventStop { .. } | WaitStatus::GroupStop { .. } => {
-                        self.set_stop(t, Stop::Quiet);
-                    }
-                    WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
-                        self.queued.push_back((t, st));
-                        return Ok(());
-                    }
-                    _ => {
-                        // A real event: it is this thread's stop; keep it to
-                        // report later.
-                        let stop = match st {
-                            WaitStatus::Stopped { sig } => Stop::Signal(sig),
-                            _ => Stop::Quiet,
-                        };
-                        self.set_stop(t, stop);
-                        self.queued.push_back((t, st));
-                    }
+            match st {
+                WaitStatus::PtraceEventStop { .. } | WaitStatus::GroupStop { .. } => {
+                    self.set_stop(tid, Stop::Quiet);
                 }
-            } else {
-                self.queued.push_back((t, st));
+                WaitStatus::Exited { .. } | WaitStatus::Signaled { .. } => {
+                    self.queued.push_back((tid, st));
+                    return Ok(());
+                }
+                _ => {
+                    // A real event: it is this thread's stop; keep it to
+                    // report later.
+                    let stop = match st {
+                        WaitStatus::Stopped { sig } => Stop::Signal(sig),
+                        _ => Stop::Quiet,
+                    };
+                    self.set_stop(tid, stop);
+                    self.queued.push_back((tid, st));
+                }
             }
         }
     }
@@ -1547,31 +1567,20 @@ impl Live {
             t.stop = None;
         }
         // Wait for this thread's step trap; keep everything else.
-        loop {
-            let Some((t, st)) = self.next_status(None)? else {
-                return Err(LiveError::Gone);
-            };
-            if t != tid {
-                self.queued.push_back((t, st));
-                continue;
+        match self.next_status_of(tid, None)?.ok_or(LiveError::Gone)? {
+            WaitStatus::Stopped { sig } if sig == libc::SIGTRAP => {
+                self.set_stop(tid, Stop::Quiet);
             }
-            match st {
-                WaitStatus::Stopped { sig } if sig == libc::SIGTRAP => {
-                    self.set_stop(tid, Stop::Quiet);
-                    break;
-                }
-                other => {
-                    // Something else stopped it first (a signal, exit): put
-                    // the byte back and report that instead.
-                    if let WaitStatus::Stopped { sig } = other {
-                        self.set_stop(tid, Stop::Signal(sig));
-                        if let Some(t) = self.thread_mut(tid) {
-                            t.moved = true;
-                        }
+            other => {
+                // Something else stopped it first (a signal, exit): put
+                // the byte back and report that instead.
+                if let WaitStatus::Stopped { sig } = other {
+                    self.set_stop(tid, Stop::Signal(sig));
+                    if let Some(t) = self.thread_mut(tid) {
+                        t.moved = true;
                     }
-                    self.queued.push_front((t, other));
-                    break;
                 }
+                self.queued.push_front((tid, other));
             }
         }
         if let Some(p) = self.procs.get_mut(&pid) {
@@ -2193,6 +2202,40 @@ fn open_mem_rw(pid: Pid) -> Option<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waiting for one thread while another's status is queued returns the
+    /// first thread's own status and keeps the other queued as it was
+    /// (taking it and pushing it back would take it again forever).
+    #[test]
+    fn waiting_for_one_thread_keeps_the_others_queued() {
+        let cmd = [
+            coroner_crashers::crasher_path()
+                .expect("crasher binary")
+                .into_os_string(),
+            OsString::from("exit"),
+            OsString::from("0"),
+        ];
+        let mut live = Live::launch(&cmd, true).expect("launch the crasher");
+        let tid = Tid(live.first_pid().0);
+        let other = (Tid(i32::MAX), WaitStatus::Exited { code: 7 });
+        live.queued.push_back(other);
+        // Launched, it runs to its entry point's breakpoint.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let st = live.next_status_of(tid, Some(deadline)).unwrap();
+        assert!(
+            matches!(st, Some(WaitStatus::Stopped { .. })),
+            "the entry breakpoint's stop: {st:?}"
+        );
+        assert_eq!(live.queued, [other]);
+        // One queued for `tid` itself is taken from the queue first.
+        live.queued.push_back((tid, WaitStatus::Exited { code: 3 }));
+        let st = live.next_status_of(tid, Some(deadline)).unwrap();
+        assert_eq!(st, Some(WaitStatus::Exited { code: 3 }));
+        assert_eq!(live.queued, [other]);
+        live.queued.clear();
+        live.set_stop(tid, Stop::Quiet);
+        live.kill().unwrap();
+    }
 
     #[test]
     fn output_is_cut_into_lines_and_an_unfinished_one_waits() {
