@@ -185,14 +185,5 @@ fn installed_handler_collects_real_crashes_and_uninstall_restores_core_pattern()
         );
     }
 
-    let out = run(Command::new(&handler)
-        .args(["uninstall", "--system", "--config"])
-        .arg(&config));
-    assert_eq!(
-        std::fs::read(PATTERN).unwrap(),
-        saved.pattern,
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(std::fs::read(PIPE_LIMIT).unwrap(), saved.limit);
+    saved.check_uninstall_restores(&handler, &config);
 }

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::sysctl::{run, trim_nl, Restore, PATTERN, PIPE_LIMIT};
+use common::sysctl::{run, trim_nl, Restore, PATTERN};
 use common::{coroner, crasher, tool};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -261,16 +261,7 @@ fn socket_server_collects_rejects_and_rate_limits_real_crashes() {
         );
     }
 
-    let out = run(Command::new(&server_exe)
-        .args(["uninstall", "--system", "--config"])
-        .arg(&config));
-    assert_eq!(
-        std::fs::read(PATTERN).unwrap(),
-        saved.pattern,
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(std::fs::read(PIPE_LIMIT).unwrap(), saved.limit);
+    saved.check_uninstall_restores(&server_exe, &config);
 }
 
 /// Installing `--socket` with no server behind it would lose every crash:

@@ -3,6 +3,7 @@
 //! saves `core_pattern` and `core_pipe_limit` and puts them back on every
 //! exit path, and a runner that fails with the command's output.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 pub const PATTERN: &str = "/proc/sys/kernel/core_pattern";
@@ -25,6 +26,21 @@ impl Restore {
             pattern: std::fs::read(PATTERN).unwrap(),
             limit: std::fs::read(PIPE_LIMIT).unwrap(),
         }
+    }
+
+    /// `coroner uninstall --system --config CONFIG` must put both sysctls
+    /// back byte for byte as saved (before this guard's own restore).
+    pub fn check_uninstall_restores(&self, coroner: &Path, config: &Path) {
+        let out = run(Command::new(coroner)
+            .args(["uninstall", "--system", "--config"])
+            .arg(config));
+        assert_eq!(
+            std::fs::read(PATTERN).unwrap(),
+            self.pattern,
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(std::fs::read(PIPE_LIMIT).unwrap(), self.limit);
     }
 }
 
