@@ -118,27 +118,10 @@ fn map(len: usize) -> *mut u8 {
     }
 }
 
-/// Where the compiler is looked for (see the module docs), and how many.
+/// Where the compiler is looked for (see the module docs), and how many:
+/// the installation first (it writes the plan format this build reads).
 fn candidates(secure: bool, path: Option<&'static [u8]>) -> ([Program; 3], usize) {
-    let mut programs = [Program::AsIs; 3];
-    let mut n = 0;
-    if let Some(object) = crate::plan::own_object_path() {
-        programs[n] = Program::Installed { object };
-        n += 1;
-    }
-    if let Some(path) = path.filter(|_| !secure) {
-        programs[n] = Program::Search { path };
-        n += 1;
-    }
-    // Not in an `AT_SECURE` process: a setuid program's directory need not
-    // be root's alone, and the compiler would run with its privileges.
-    if !secure {
-        programs[n] = Program::Beside {
-            object: b"/proc/self/exe",
-        };
-        n += 1;
-    }
-    (programs, n)
+    crate::plan::coroner_programs(path, secure, false)
 }
 
 /// Runs the compiler for this process's configuration and returns the plan

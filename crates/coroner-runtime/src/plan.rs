@@ -224,7 +224,7 @@ pub(crate) fn plan_from_view(
                     (p, [one, Program::AsIs, Program::AsIs], 1)
                 }
                 None => {
-                    let (list, n) = default_dumper(path_of(arena), facts.secure);
+                    let (list, n) = coroner_programs(path_of(arena), facts.secure, true);
                     (&DUMPER_WORDS.coroner[..], list, n)
                 }
             };
@@ -372,31 +372,36 @@ pub(crate) fn dumper_cmd(
     }
 }
 
-/// Where the child finds the dumper when the configuration names none:
-/// `coroner` on `PATH`, else in this library's installation (beside it, or
-/// the executable that links the runtime; through a symbolic link too, as
-/// `coroner run`'s preload tree has; see [`Program::Installed`]), else
-/// beside `/proc/self/exe` — but not in a `secure` (`AT_SECURE`) process,
-/// where a setuid program's directory need not be root's alone and the
-/// dumper would run with the program's privileges.
-pub(crate) fn default_dumper(
+/// Where a `coroner` the runtime runs (the default dumper, the plan
+/// compiler) is looked for, in order, and how many places: `coroner` on
+/// `PATH` and in this library's installation (beside it, or the executable
+/// that links the runtime; through a symbolic link too, as `coroner run`'s
+/// preload tree has; see [`Program::Installed`]), the first of the two
+/// `path_first` says, then beside `/proc/self/exe`. A `secure`
+/// (`AT_SECURE`) process looks only in the installation: its `PATH` and a
+/// setuid program's directory need not be root's alone, and what it runs
+/// would run with the program's privileges.
+pub(crate) fn coroner_programs(
     path: Option<&'static [u8]>,
     secure: bool,
+    path_first: bool,
 ) -> ([Program; MAX_PROGRAMS], usize) {
+    let search = path
+        .filter(|_| !secure)
+        .map(|path| Program::Search { path });
+    let installed = own_object_path().map(|object| Program::Installed { object });
+    let beside = (!secure).then_some(Program::Beside {
+        object: b"/proc/self/exe",
+    });
+    let (first, second) = if path_first {
+        (search, installed)
+    } else {
+        (installed, search)
+    };
     let mut programs = [Program::AsIs; MAX_PROGRAMS];
     let mut n = 0;
-    if let Some(path) = path {
-        programs[n] = Program::Search { path };
-        n += 1;
-    }
-    if let Some(object) = own_object_path() {
-        programs[n] = Program::Installed { object };
-        n += 1;
-    }
-    if !secure {
-        programs[n] = Program::Beside {
-            object: b"/proc/self/exe",
-        };
+    for p in [first, second, beside].into_iter().flatten() {
+        programs[n] = p;
         n += 1;
     }
     (programs, n)
