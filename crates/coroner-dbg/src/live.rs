@@ -1401,16 +1401,21 @@ impl Live {
         }
     }
 
+    /// The threads of every process that are in a ptrace stop we have seen
+    /// (`stopped`), or that are not.
+    fn threads_where(&self, stopped: bool) -> Vec<Tid> {
+        self.procs
+            .values()
+            .flat_map(|p| p.threads.iter())
+            .filter(|(_, s)| s.stop.is_some() == stopped)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
     /// Stop every running thread of every process (`PTRACE_INTERRUPT`).
     /// Events that arrive meanwhile are kept and reported later.
     pub fn stop_all(&mut self) -> Result<(), LiveError> {
-        let running: Vec<Tid> = self
-            .procs
-            .values()
-            .flat_map(|p| p.threads.iter())
-            .filter(|(_, t)| t.stop.is_none())
-            .map(|(t, _)| *t)
-            .collect();
+        let running = self.threads_where(false);
         for &tid in &running {
             if let Some(th) = self.thread_mut(tid) {
                 if th.interrupting {
@@ -1509,13 +1514,8 @@ impl Live {
     /// stay stopped: their event comes next.
     pub fn resume_all(&mut self, tid: Option<Tid>, sig: i32) -> Result<(), LiveError> {
         let queued: BTreeSet<Tid> = self.queued.iter().map(|(t, _)| *t).collect();
-        let stopped: Vec<Tid> = self
-            .procs
-            .values()
-            .flat_map(|p| p.threads.iter())
-            .filter(|(t, s)| s.stop.is_some() && !queued.contains(t))
-            .map(|(t, _)| *t)
-            .collect();
+        let mut stopped = self.threads_where(true);
+        stopped.retain(|t| !queued.contains(t));
         if let Some(step) = self.user_step {
             // A `t` runs its one thread: the event thread (the stepping
             // one, or one whose event was queued) goes on, the rest stay.
@@ -1996,14 +1996,7 @@ impl Live {
         // A thread held in a stop we already saw may never see the
         // SIGKILL: one stopped at its exit (PTRACE_EVENT_EXIT) is past
         // signals. Let each go; the others die of the SIGKILL on the way.
-        let stopped: Vec<Tid> = self
-            .procs
-            .values()
-            .flat_map(|p| p.threads.iter())
-            .filter(|(_, s)| s.stop.is_some())
-            .map(|(t, _)| *t)
-            .collect();
-        for t in stopped {
+        for t in self.threads_where(true) {
             let _ = self.cont(t, 0);
         }
         // Reap until every process is gone (or nothing is left to wait for).
