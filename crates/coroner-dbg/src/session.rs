@@ -955,30 +955,35 @@ impl<'o> Session<'o> {
         if second {
             return self.second_chance(pid, pending, &si);
         }
-        // First chance.
         let line = self.exception_line(pid, tid, &m, &si, false);
-        let brk = m.break_status == BreakStatus::Break;
+        self.first_chance(&line, pending)
+    }
+
+    /// Report the first chance of `pending` (its event line `line`) by its
+    /// filter: print it unless ignored; break in (`sxe`), or run its
+    /// first-chance commands, or continue by the filter's handling status
+    /// (which may go on to the second chance). Returns true at a break.
+    fn first_chance(&mut self, line: &str, pending: Pending) -> Result<bool, LiveError> {
+        let m = pending.m.clone();
+        let tid = pending.tid;
         if m.break_status != BreakStatus::Ignore {
-            self.say(&line);
+            self.say(line);
         }
-        self.set_last_event(&line);
-        if brk {
+        self.set_last_event(line);
+        self.pending = Some(pending);
+        if m.break_status == BreakStatus::Break {
             self.break_in(tid)?;
             self.say("First chance exceptions are reported before any exception handling.\nThis exception may be expected and handled.");
             self.show_context();
-            self.pending = Some(pending);
-            if let Some(c) = m.cmd1.clone() {
+            if let Some(c) = m.cmd1 {
                 return self.run_auto_commands(&c);
             }
             return Ok(true);
         }
-        self.pending = Some(pending.clone());
-        if let Some(c) = m.cmd1.clone() {
+        if let Some(c) = m.cmd1 {
             self.break_in(tid)?;
             return self.run_auto_commands(&c);
         }
-        // Not breaking at the first chance: continue by the filter's
-        // handling status, or go on to the second chance.
         self.continue_pending(None)
     }
 
@@ -1072,36 +1077,17 @@ impl<'o> Session<'o> {
             "({:x}.{:x}): {} - code {:08x} (first chance)",
             pid.0, tid.0, m.text, m.windows_code
         );
-        if m.break_status != BreakStatus::Ignore {
-            self.say(&line);
-        }
-        self.set_last_event(&line);
         let pending = Pending {
             tid,
             // Nothing to deliver, whatever the handling status.
             signo: 0,
             second_chance: false,
             fatal: false,
-            m: m.clone(),
+            m,
             breakpoint: false,
             assert_site: None,
         };
-        if m.break_status == BreakStatus::Break {
-            self.break_in(tid)?;
-            self.say("First chance exceptions are reported before any exception handling.\nThis exception may be expected and handled.");
-            self.show_context();
-            self.pending = Some(pending);
-            if let Some(c) = m.cmd1.clone() {
-                return self.run_auto_commands(&c);
-            }
-            return Ok(true);
-        }
-        self.pending = Some(pending);
-        if let Some(c) = m.cmd1.clone() {
-            self.break_in(tid)?;
-            return self.run_auto_commands(&c);
-        }
-        self.continue_pending(None)
+        self.first_chance(&line, pending)
     }
 
     /// Whether the filter of `kind` wants its first chance: anything but
