@@ -244,17 +244,7 @@ unsafe fn child(
         // SAFETY: _exit(2) ends this child at once.
         unsafe { libc::_exit(126) };
     }
-    let empty: u64 = 0;
-    // SAFETY: an 8-byte kernel sigset on this stack; old set not wanted.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            ptr::null_mut::<u64>(),
-            8usize,
-        )
-    };
+    crate::crash::sigprocmask(libc::SIG_SETMASK, 0);
     let marker_only: [*const c_char; 2] = [MARKER.as_ptr(), ptr::null()];
     let mut envp: *const *const c_char = marker_only.as_ptr();
     if !secure {

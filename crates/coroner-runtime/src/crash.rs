@@ -1194,17 +1194,7 @@ unsafe fn child_exec(gate: [c_int; 2], argv: *const *const c_char, programs: &[P
     while unsafe { libc::read(gate[0], (&mut b as *mut u8).cast(), 1) } < 0
         && errno() == libc::EINTR
     {}
-    let empty: u64 = 0;
-    // SAFETY: an 8-byte kernel sigset on this stack; old set not wanted.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            ptr::null_mut::<u64>(),
-            8usize,
-        )
-    };
+    sigprocmask(libc::SIG_SETMASK, 0);
     // SAFETY: environ is libc's NULL-terminated environment, as the
     // program left it.
     let envp = unsafe { environ };
@@ -1488,17 +1478,26 @@ pub(crate) fn raise_unblocked(sig: c_int) {
 }
 
 fn unblock(sig: c_int) {
-    let set: u64 = 1u64 << (sig - 1);
-    // SAFETY: an 8-byte kernel sigset on this stack.
+    sigprocmask(libc::SIG_UNBLOCK, 1u64 << (sig - 1));
+}
+
+/// `rt_sigprocmask(how, set)` on the kernel's 8-byte signal set, as a raw
+/// system call (async-signal-safe, and no libc wrapper page touched at
+/// start-up); returns the mask before.
+pub(crate) fn sigprocmask(how: c_int, set: u64) -> u64 {
+    let mut old: u64 = 0;
+    // SAFETY: `set` and `old` are 8-byte kernel sigsets on this stack frame,
+    // valid for the length of the call.
     unsafe {
         libc::syscall(
             libc::SYS_rt_sigprocmask,
-            libc::SIG_UNBLOCK,
+            how,
             &set as *const u64,
-            ptr::null_mut::<u64>(),
+            &mut old as *mut u64,
             8usize,
         )
     };
+    old
 }
 
 #[cfg(test)]

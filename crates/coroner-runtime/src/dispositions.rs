@@ -102,34 +102,15 @@ struct Locked {
 }
 
 fn lock() -> Locked {
-    let all: u64 = !0;
-    let mut old_mask: u64 = 0;
-    // SAFETY: 8-byte kernel sigsets on this stack frame.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_BLOCK,
-            &all as *const u64,
-            &mut old_mask as *mut u64,
-            8usize,
-        )
-    };
+    let old_mask = crate::crash::sigprocmask(libc::SIG_BLOCK, !0);
     let guard = WISHES.lock().unwrap_or_else(|e| e.into_inner());
     Locked { guard, old_mask }
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
-        // SAFETY: restores the mask saved in `lock`, an 8-byte kernel sigset.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &self.old_mask as *const u64,
-                std::ptr::null_mut::<u64>(),
-                8usize,
-            )
-        };
+        // The mask saved in `lock`.
+        crate::crash::sigprocmask(libc::SIG_SETMASK, self.old_mask);
     }
 }
 
